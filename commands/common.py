@@ -1,0 +1,32 @@
+"""What every lifecycle command shares: resolve the home, run one supervisor call,
+print its JSON object on one line, or one message on stderr and exit 1."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import click
+
+from supervisor.errors import DaemonError
+from supervisor.paths import HomePaths, resolve_home
+from supervisor.statefile import StateFileError
+
+
+class JsonOutput(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
+def home_paths() -> HomePaths:
+    return HomePaths(resolve_home())
+
+
+def run_and_print(operation: Callable[[], JsonOutput]) -> None:
+    try:
+        output = operation()
+    except (DaemonError, StateFileError) as error:
+        click.echo(f"codexd: {error}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(output.to_json()))

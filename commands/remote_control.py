@@ -1,0 +1,22 @@
+"""`codexd enable-remote-control` and `codexd disable-remote-control`."""
+
+import click
+
+from commands.common import home_paths, run_and_print
+from supervisor.lifecycle import Daemon
+
+
+@click.command("enable-remote-control")
+def enable_remote_control() -> None:
+    """Persist remote control on; restart a running app-server so it takes effect.
+
+    Prints {"status": "enabled"|"alreadyEnabled", ...}; exits 1 on failure."""
+    run_and_print(lambda: Daemon(home_paths()).set_remote_control(True))
+
+
+@click.command("disable-remote-control")
+def disable_remote_control() -> None:
+    """Persist remote control off; restart a running app-server so it takes effect.
+
+    Prints {"status": "disabled"|"alreadyDisabled", ...}; exits 1 on failure."""
+    run_and_print(lambda: Daemon(home_paths()).set_remote_control(False))

@@ -1,0 +1,14 @@
+"""`codexd start`."""
+
+import click
+
+from commands.common import home_paths, run_and_print
+from supervisor.lifecycle import Daemon
+
+
+@click.command("start")
+def start() -> None:
+    """Start the app-server if none runs and wait until it answers.
+
+    Prints {"status": "started"|"alreadyRunning", ...}; exits 1 on failure."""
+    run_and_print(Daemon(home_paths()).start)

@@ -1,0 +1,113 @@
+"""Every judgement the lifecycle makes, as pure functions of facts already gathered.
+
+The modules that touch processes and files read the facts, call one of these, and
+carry out the answer; the tables in tests/test_decisions.py pin every row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class WorkerState(Enum):
+    NOT_RUNNING = "notRunning"  # lock free, no record
+    STALE = "stale"  # lock free, a record left behind by a dead worker
+    STARTING = "starting"  # lock held, record not (yet) naming the holder
+    RUNNING = "running"  # lock held, record names the live process
+    UNREADABLE = "unreadable"  # lock held, record corrupt: a human must look
+
+
+@dataclass(frozen=True)
+class WorkerFacts:
+    lock_held: bool
+    record_present: bool
+    record_readable: bool
+    # The record's pid, start time and boot id match a live process.
+    record_process_alive: bool
+
+
+def classify_worker(facts: WorkerFacts) -> WorkerState:
+    if not facts.lock_held:
+        return WorkerState.STALE if facts.record_present else WorkerState.NOT_RUNNING
+    if not facts.record_present:
+        # The launcher takes the lock before it writes the record.
+        return WorkerState.STARTING
+    if not facts.record_readable:
+        return WorkerState.UNREADABLE
+    if facts.record_process_alive:
+        return WorkerState.RUNNING
+    # Lock held but the record names someone gone: an old record the new holder
+    # has not replaced yet.
+    return WorkerState.STARTING
+
+
+def is_managed(state: WorkerState) -> bool:
+    return state in (WorkerState.RUNNING, WorkerState.STARTING)
+
+
+def is_unmanaged_server(state: WorkerState, socket_answers: bool) -> bool:
+    """Something answers on our socket that this daemon did not start."""
+    return socket_answers and not is_managed(state)
+
+
+class StartAction(Enum):
+    REPORT_RUNNING = "reportRunning"
+    WAIT_UNTIL_READY = "waitUntilReady"
+    LAUNCH = "launch"
+
+
+def start_action(state: WorkerState, socket_answers: bool) -> StartAction:
+    if socket_answers:
+        return StartAction.REPORT_RUNNING
+    if is_managed(state):
+        return StartAction.WAIT_UNTIL_READY
+    return StartAction.LAUNCH
+
+
+class RemoteControlStatus(Enum):
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+    ALREADY_ENABLED = "alreadyEnabled"
+    ALREADY_DISABLED = "alreadyDisabled"
+
+
+@dataclass(frozen=True)
+class RemoteControlPlan:
+    status: RemoteControlStatus
+    save_setting: bool
+    restart_server: bool
+
+
+def remote_control_plan(
+    setting: bool, wanted: bool, running_server_setting: bool | None
+) -> RemoteControlPlan:
+    """`running_server_setting` is the flag the managed app-server was launched with,
+    None when none runs. A server launched with the other flag (settings edited by
+    hand) is restarted even when the setting is already as wanted."""
+    changed = setting != wanted
+    if wanted:
+        status = RemoteControlStatus.ENABLED if changed else RemoteControlStatus.ALREADY_ENABLED
+    else:
+        status = RemoteControlStatus.DISABLED if changed else RemoteControlStatus.ALREADY_DISABLED
+    restart = running_server_setting is not None and (changed or running_server_setting != wanted)
+    return RemoteControlPlan(status=status, save_setting=changed, restart_server=restart)
+
+
+class StopStep(Enum):
+    DONE = "done"
+    KILL = "kill"
+    GIVE_UP = "giveUp"
+
+
+def next_stop_step(exited: bool, killed: bool) -> StopStep:
+    """After a wait: the grace window (after SIGTERM) or the kill wait (after SIGKILL)."""
+    if exited:
+        return StopStep.DONE
+    return StopStep.GIVE_UP if killed else StopStep.KILL
+
+
+def parse_version_output(output: str) -> str | None:
+    """`codex --version` prints `<name> <version>`; the version is the second word."""
+    words = output.split()
+    return words[1] if len(words) >= 2 else None

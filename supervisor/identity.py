@@ -1,0 +1,64 @@
+"""Who a process is, beyond its pid, and what an executable is, beyond its path.
+
+A pid is reused; a pid with its start time and the boot it started in is not.
+An executable path is replaced; its content digest is what it runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
+# create_time is derived from clock ticks (1/100 s); two readings of one process agree
+# exactly, so this only absorbs float formatting.
+START_TIME_TOLERANCE_SECONDS = 0.01
+DIGEST_CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    pid: int
+    start_time: float
+    boot_id: str
+
+    def same_process(self, other: ProcessIdentity) -> bool:
+        return (
+            self.pid == other.pid
+            and self.boot_id == other.boot_id
+            and abs(self.start_time - other.start_time) <= START_TIME_TOLERANCE_SECONDS
+        )
+
+
+def current_boot_id() -> str:
+    try:
+        return BOOT_ID_FILE.read_text().strip()
+    except OSError:
+        # Not Linux: the boot time identifies the boot well enough.
+        return f"boot-time-{psutil.boot_time():.0f}"
+
+
+def identity_of(pid: int) -> ProcessIdentity | None:
+    """The live process's identity; None when no such process runs (a zombie has
+    exited: it holds no lock and answers nothing)."""
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return ProcessIdentity(pid, process.create_time(), current_boot_id())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def file_digest(path: Path) -> str:
+    """`sha256:<hex>` of the file's contents."""
+    digest = hashlib.sha256()
+    buffer = bytearray(DIGEST_CHUNK_BYTES)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as file:
+        while count := file.readinto(buffer):
+            digest.update(view[:count])
+    return f"sha256:{digest.hexdigest()}"

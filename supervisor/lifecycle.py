@@ -1,0 +1,354 @@
+"""The lifecycle operations: gather facts, ask `decisions`, carry out the answer.
+
+Every mutating operation runs under `daemon.lock`, taken before the first probe
+so that what it observes cannot change under it; `version` takes no lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from supervisor import config
+from supervisor.control_socket import ProbeError, ProbeInfo, probe
+from supervisor.decisions import (
+    StartAction,
+    StopStep,
+    WorkerFacts,
+    WorkerState,
+    classify_worker,
+    is_managed,
+    is_unmanaged_server,
+    next_stop_step,
+    remote_control_plan,
+    start_action,
+)
+from supervisor.errors import DaemonError
+from supervisor.exits import ProcessHandle
+from supervisor.identity import identity_of
+from supervisor.locks import FlockLock, LockFailed, LockTimeout
+from supervisor.managed import managed_version, require_managed_binary
+from supervisor.output import LifecycleOutput, LifecycleStatus, RemoteControlOutput
+from supervisor.paths import HomePaths, lock_path_for
+from supervisor.pidrecord import PidRecord, read_record, remove_record, write_record
+from supervisor.settings import Settings, load_settings, save_settings
+from supervisor.statefile import StateFileError, ensure_private_dir
+from workers.launcher import WorkerSpec, launch
+
+UNMANAGED_MESSAGE = "app server is running but is not managed by codexd"
+LOG_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class Observation:
+    state: WorkerState
+    record: PidRecord | None
+
+
+def observe_worker(record_path: Path) -> Observation:
+    """Read a worker's lock and record into a state (see `classify_worker`)."""
+    lock_held = FlockLock(lock_path_for(record_path)).is_locked()
+    record: PidRecord | None = None
+    present = readable = True
+    try:
+        record = read_record(record_path)
+        present = record is not None
+    except StateFileError:
+        readable = False
+    alive = False
+    if record is not None:
+        live = identity_of(record.pid)
+        alive = live is not None and live.same_process(record.identity)
+    state = classify_worker(WorkerFacts(lock_held, present, readable, alive))
+    if state is WorkerState.UNREADABLE:
+        raise DaemonError(
+            f"{record_path} is unreadable but its worker is alive "
+            f"({lock_path_for(record_path)} is locked); inspect it by hand"
+        )
+    return Observation(state, record if state is WorkerState.RUNNING else None)
+
+
+class Daemon:
+    """One CODEX_HOME's app-server lifecycle."""
+
+    def __init__(self, paths: HomePaths) -> None:
+        self.paths = paths
+
+    # -- facts -----------------------------------------------------------------
+
+    def try_probe(self) -> ProbeInfo | None:
+        try:
+            return probe(self.paths.socket_path, timeout=config.PROBE_TIMEOUT_SECONDS)
+        except ProbeError:
+            return None
+
+    def observe(self) -> Observation:
+        return observe_worker(self.paths.app_server_record)
+
+    def load_settings(self) -> Settings:
+        try:
+            return load_settings(self.paths.settings_file)
+        except StateFileError as error:
+            raise DaemonError(f"{error}; fix or remove it, it was left unchanged") from error
+
+    # -- locking ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def operation_lock(self) -> Iterator[None]:
+        ensure_private_dir(self.paths.state_dir)
+        lock = FlockLock(self.paths.daemon_lock)
+        try:
+            lock.acquire(timeout=config.LOCK_TIMEOUT_SECONDS)
+        except LockTimeout as error:
+            raise DaemonError(
+                f"timed out after {config.LOCK_TIMEOUT_SECONDS:g} s waiting for the daemon "
+                f"operation lock {self.paths.daemon_lock}"
+            ) from error
+        except LockFailed as error:
+            raise DaemonError(str(error)) from error
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # -- operations ------------------------------------------------------------
+
+    def start(self) -> LifecycleOutput:
+        with self.operation_lock():
+            settings = self.load_settings()
+            observation = self.observe()
+            info = self.try_probe()
+            action = start_action(observation.state, info is not None)
+            if action is StartAction.REPORT_RUNNING:
+                assert info is not None
+                return self.lifecycle_output(
+                    LifecycleStatus.ALREADY_RUNNING, is_managed(observation.state), info
+                )
+            if action is StartAction.WAIT_UNTIL_READY:
+                record = self.wait_for_record()
+                info = self.wait_until_ready(record.pid)
+                return self.lifecycle_output(LifecycleStatus.ALREADY_RUNNING, True, info)
+            pid, info = self.launch_app_server(settings)
+            return self.lifecycle_output(LifecycleStatus.STARTED, True, info, pid)
+
+    def restart(self) -> LifecycleOutput:
+        with self.operation_lock():
+            settings = self.load_settings()
+            self.refuse_unmanaged()
+            require_managed_binary(self.paths.managed_binary)
+            self.stop_app_server()
+            pid, info = self.launch_app_server(settings)
+            return self.lifecycle_output(LifecycleStatus.RESTARTED, True, info, pid)
+
+    def stop(self) -> LifecycleOutput:
+        with self.operation_lock():
+            self.refuse_unmanaged()
+            stopped = self.stop_app_server()
+            status = LifecycleStatus.STOPPED if stopped else LifecycleStatus.NOT_RUNNING
+            return self.lifecycle_output(status, stopped, None)
+
+    def version(self) -> LifecycleOutput:
+        try:
+            info = probe(self.paths.socket_path, timeout=config.PROBE_TIMEOUT_SECONDS)
+        except ProbeError as error:
+            raise DaemonError(f"app server is not running: {error}") from error
+        managed = is_managed(self.observe().state)
+        return self.lifecycle_output(LifecycleStatus.RUNNING, managed, info)
+
+    def set_remote_control(self, wanted: bool) -> RemoteControlOutput:
+        with self.operation_lock():
+            settings = self.load_settings()
+            self.refuse_unmanaged()
+            observation = self.observe()
+            running: PidRecord | None = None
+            if is_managed(observation.state):
+                running = self.wait_for_record()
+            plan = remote_control_plan(
+                settings.remote_control_enabled,
+                wanted,
+                None if running is None else bool(running.remote_control_enabled),
+            )
+            if plan.save_setting:
+                settings = settings.with_remote_control(wanted)
+                save_settings(self.paths.settings_file, settings)
+            info: ProbeInfo | None = None
+            if plan.restart_server:
+                require_managed_binary(self.paths.managed_binary)
+                self.stop_app_server()
+                _, info = self.launch_app_server(settings)
+            elif running is not None:
+                info = self.wait_until_ready(running.pid)
+            return RemoteControlOutput(
+                status=plan.status,
+                managed=info is not None,
+                remote_control_enabled=wanted,
+                socket_path=self.paths.socket_path,
+                app_server_version=None if info is None else info.app_server_version,
+            )
+
+    # -- steps (callers hold daemon.lock) --------------------------------------
+
+    def refuse_unmanaged(self) -> None:
+        answers = self.try_probe() is not None
+        if is_unmanaged_server(self.observe().state, answers):
+            raise DaemonError(f"{UNMANAGED_MESSAGE} (socket {self.paths.socket_path})")
+
+    def launch_app_server(self, settings: Settings) -> tuple[int, ProbeInfo]:
+        """Launch the managed binary's app-server and wait until it answers."""
+        executable = require_managed_binary(self.paths.managed_binary)
+        remove_record(self.paths.app_server_record)  # stale: its lock is free
+        args = ["app-server", "--listen", "unix://"]
+        if settings.remote_control_enabled:
+            args = ["--enable", "remote_control", *args]
+        log_offset = _file_size(self.paths.app_server_log)
+        pid = launch(
+            WorkerSpec(
+                name="app-server",
+                record_path=self.paths.app_server_record,
+                log_path=self.paths.app_server_log,
+                executable=executable,
+                args=args,
+                env={**os.environ, "CODEX_HOME": str(self.paths.home)},
+                remote_control_enabled=settings.remote_control_enabled,
+                socket_path=str(self.paths.socket_path),
+            )
+        )
+        return pid, self.wait_until_ready(pid, log_offset)
+
+    def wait_for_record(self) -> PidRecord:
+        """The record of an app-server that holds its lock, once it names the holder."""
+        deadline = time.monotonic() + config.START_TIMEOUT_SECONDS
+        while True:
+            observation = self.observe()
+            if observation.record is not None:
+                return observation.record
+            if not is_managed(observation.state) or time.monotonic() >= deadline:
+                raise DaemonError(
+                    f"app-server holds {lock_path_for(self.paths.app_server_record)} but "
+                    f"never wrote {self.paths.app_server_record}"
+                )
+            time.sleep(config.READY_POLL_SECONDS)
+
+    def wait_until_ready(self, pid: int, log_offset: int | None = None) -> ProbeInfo:
+        """Until the app-server answers `initialize`, it exits, or START_TIMEOUT passes."""
+        deadline = time.monotonic() + config.START_TIMEOUT_SECONDS
+        with ProcessHandle(pid) as handle:
+            while True:
+                remaining = deadline - time.monotonic()
+                try:
+                    info = probe(
+                        self.paths.socket_path,
+                        timeout=max(min(config.PROBE_TIMEOUT_SECONDS, remaining), 0.05),
+                    )
+                except ProbeError as error:
+                    last_error = error
+                else:
+                    self.note_version(pid, info)
+                    return info
+                # The wait doubles as the poll interval: an exit ends it at once.
+                exited = handle.wait(min(config.READY_POLL_SECONDS, max(remaining, 0)))
+                if exited or time.monotonic() >= deadline:
+                    what = (
+                        "exited"
+                        if exited
+                        else (f"did not answer within {config.START_TIMEOUT_SECONDS:g} s")
+                    )
+                    raise DaemonError(
+                        f"app-server (pid {pid}) {what} on {self.paths.socket_path}: "
+                        f"{last_error}{self.log_tail(log_offset)}"
+                    )
+
+    def note_version(self, pid: int, info: ProbeInfo) -> None:
+        """Write the answering version into the app-server's record."""
+        with contextlib.suppress(StateFileError):
+            record = read_record(self.paths.app_server_record)
+            if (
+                record is not None
+                and record.pid == pid
+                and record.version != info.app_server_version
+            ):
+                write_record(
+                    self.paths.app_server_record, record.with_version(info.app_server_version)
+                )
+
+    def stop_app_server(self) -> bool:
+        """Stop the managed app-server, if one runs; False when none did. Clears a stale
+        record (its worker is dead) without signalling anyone."""
+        observation = self.observe()
+        if observation.state is WorkerState.STALE:
+            remove_record(self.paths.app_server_record)
+        if not is_managed(observation.state):
+            return False
+        record = self.wait_for_record()
+        stop_with_grace(record, config.stop_grace_seconds())
+        remove_record(self.paths.app_server_record)
+        return True
+
+    def log_tail(self, offset: int | None) -> str:
+        try:
+            with open(self.paths.app_server_log, "rb") as log:
+                if offset is not None:
+                    log.seek(offset)
+                lines = log.read().decode(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        except OSError:
+            return ""
+        if not lines:
+            return f" ({self.paths.app_server_log} is empty)"
+        quoted = "\n".join(f"  {line}" for line in lines)
+        return f"\nlast lines of {self.paths.app_server_log}:\n{quoted}"
+
+    # -- output ------------------------------------------------------------------
+
+    def lifecycle_output(
+        self,
+        status: LifecycleStatus,
+        managed: bool,
+        info: ProbeInfo | None,
+        pid: int | None = None,
+    ) -> LifecycleOutput:
+        return LifecycleOutput(
+            status=status,
+            managed=managed,
+            managed_codex_path=self.paths.managed_binary,
+            managed_codex_version=managed_version(self.paths.managed_binary),
+            socket_path=self.paths.socket_path,
+            pid=pid,
+            app_server_version=None if info is None else info.app_server_version,
+        )
+
+
+def stop_with_grace(record: PidRecord, grace_seconds: float) -> None:
+    """SIGTERM, the grace window, SIGKILL, then an error if it still lives.
+
+    The process is signalled only when its start time and boot id match the record:
+    a pid reused by an unrelated process is never touched."""
+    with ProcessHandle(record.pid) as handle:
+        live = identity_of(record.pid)
+        if live is None or not live.same_process(record.identity):
+            return  # already gone
+        handle.send(signal.SIGTERM)
+        killed = False
+        wait = grace_seconds
+        while True:
+            step = next_stop_step(handle.wait(wait), killed)
+            if step is StopStep.DONE:
+                return
+            if step is StopStep.GIVE_UP:
+                raise DaemonError(
+                    f"app-server (pid {record.pid}) is still alive {config.KILL_WAIT_SECONDS:g} s "
+                    "after SIGKILL"
+                )
+            handle.send(signal.SIGKILL)
+            killed, wait = True, config.KILL_WAIT_SECONDS
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

@@ -1,0 +1,131 @@
+"""flock-backed locks with the `lockfile` package's interface.
+
+`lockfile`'s own classes mark a lock by creating files, which a SIGKILL leaves
+behind; an `flock` belongs to an open file description, so the kernel drops it
+however the holder dies. The interface (and the exception classes) are
+`lockfile`'s so that python-daemon's `DaemonContext(pidfile=...)` takes it.
+The lock file itself is never deleted: its inode is what everyone locks.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import time
+from pathlib import Path
+from types import TracebackType
+
+from lockfile import AlreadyLocked, LockFailed, LockTimeout, NotLocked, NotMyLock
+
+__all__ = [
+    "AlreadyLocked",
+    "FlockLock",
+    "LockFailed",
+    "LockTimeout",
+    "NotLocked",
+    "NotMyLock",
+]
+
+LOCK_RETRY_SECONDS = 0.01
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return False
+        raise
+    return True
+
+
+class FlockLock:
+    """An exclusive `flock` on `path`, created 0600 if missing."""
+
+    def __init__(
+        self, path: Path, timeout: float | None = None, retry_seconds: float = LOCK_RETRY_SECONDS
+    ) -> None:
+        self.path = Path(path)
+        self.timeout = timeout  # used when acquire() is given none, as in lockfile
+        self.retry_seconds = retry_seconds
+        self.fd: int | None = None
+
+    def _open(self) -> int:
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as error:
+            raise LockFailed(f"cannot open lock file {self.path}: {error.strerror}") from error
+
+    def acquire(self, timeout: float | None = None) -> None:
+        """Block until locked. `timeout` None waits forever, <= 0 tries once
+        (AlreadyLocked), > 0 waits that long (LockTimeout)."""
+        if self.fd is not None:
+            return
+        if timeout is None:
+            timeout = self.timeout
+        fd = self._open()
+        deadline = None if timeout is None or timeout <= 0 else time.monotonic() + timeout
+        try:
+            if timeout is None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                while not _try_flock(fd):
+                    if deadline is None:
+                        raise AlreadyLocked(f"{self.path} is locked by another process")
+                    if time.monotonic() >= deadline:
+                        raise LockTimeout(f"timed out after {timeout:g} s waiting for {self.path}")
+                    time.sleep(self.retry_seconds)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is None:
+            if self.is_locked():
+                raise NotMyLock(f"{self.path} is locked by another process")
+            raise NotLocked(f"{self.path} is not locked")
+        fd, self.fd = self.fd, None
+        os.close(fd)
+
+    def is_locked(self) -> bool:
+        """True while anyone, this object included, holds the lock."""
+        if self.fd is not None:
+            return True
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            return not _try_flock(fd)
+        finally:
+            os.close(fd)  # closing drops the probe's own lock, if it got one
+
+    def i_am_locking(self) -> bool:
+        return self.fd is not None
+
+    def break_lock(self) -> None:
+        """Drop our own hold. Another process's flock cannot be broken and need not
+        be: the kernel releases it when that process dies."""
+        if self.fd is not None:
+            self.release()
+
+    def inheritable_fd(self) -> int:
+        """The held lock's fd, marked to survive `execv`, so the exec'd worker holds it."""
+        if self.fd is None:
+            raise NotLocked(f"{self.path} is not locked")
+        os.set_inheritable(self.fd, True)
+        return self.fd
+
+    def __enter__(self) -> FlockLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

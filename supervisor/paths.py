@@ -1,0 +1,109 @@
+"""Where everything lives for one CODEX_HOME.
+
+Pure path arithmetic: nothing here touches the file system except
+`resolve_home`, which reads the environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+STATE_DIR_NAME = "app-server-daemon"
+SOCKET_DIR_NAME = "app-server-control"
+SOCKET_FILE_NAME = "app-server-control.sock"
+
+# sun_path is 108 bytes on Linux, one of them the terminating NUL.
+SUN_PATH_MAX_BYTES = 107
+
+
+def resolve_home(environ: dict[str, str] | None = None) -> Path:
+    """`$CODEX_HOME`, else `~/.codex`, made absolute."""
+    env = os.environ if environ is None else environ
+    home = env.get("CODEX_HOME") or str(Path.home() / ".codex")
+    return Path(os.path.abspath(os.path.expanduser(home)))
+
+
+@dataclass(frozen=True)
+class HomePaths:
+    """Every path the daemon reads or writes under one home."""
+
+    home: Path
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / STATE_DIR_NAME
+
+    @property
+    def settings_file(self) -> Path:
+        return self.state_dir / "settings.json"
+
+    @property
+    def daemon_lock(self) -> Path:
+        return self.state_dir / "daemon.lock"
+
+    @property
+    def app_server_record(self) -> Path:
+        return self.state_dir / "app-server.pid"
+
+    @property
+    def app_server_log(self) -> Path:
+        return self.state_dir / "app-server.log"
+
+    @property
+    def updater_record(self) -> Path:
+        return self.state_dir / "app-server-updater.pid"
+
+    @property
+    def updater_log(self) -> Path:
+        return self.state_dir / "app-server-updater.log"
+
+    @property
+    def standalone_dir(self) -> Path:
+        return self.home / "packages" / "standalone"
+
+    @property
+    def managed_binary(self) -> Path:
+        return self.standalone_dir / "current" / "codex"
+
+    @property
+    def releases_dir(self) -> Path:
+        return self.standalone_dir / "releases"
+
+    @property
+    def socket_path(self) -> Path:
+        """The control socket's public path (a symlink when it is too long to bind)."""
+        return self.home / SOCKET_DIR_NAME / SOCKET_FILE_NAME
+
+
+def lock_path_for(record: Path) -> Path:
+    """The liveness lock beside a pid record: `app-server.pid` -> `app-server.pid.lock`."""
+    return record.with_name(record.name + ".lock")
+
+
+def fits_sun_path(path: Path) -> bool:
+    return len(os.fsencode(path)) <= SUN_PATH_MAX_BYTES
+
+
+def private_socket_dir(socket_path: Path, uid: int, runtime_dir: str | None) -> Path:
+    """The short directory a too-long socket path is bound in.
+
+    One directory per public socket path, so two homes never share a socket.
+    `$XDG_RUNTIME_DIR` is per-user already; `/tmp` needs a per-user parent.
+    """
+    tag = hashlib.sha256(os.fsencode(socket_path)).hexdigest()[:16]
+    base = Path(runtime_dir) / "codexd" if runtime_dir else Path("/tmp") / f"codexd-{uid}"
+    return base / tag
+
+
+def connectable_socket_path(socket_path: Path) -> Path:
+    """The path a client passes to connect(): the symlink's target when the public path
+    is too long for sun_path."""
+    if fits_sun_path(socket_path):
+        return socket_path
+    try:
+        return Path(os.readlink(socket_path))
+    except OSError:
+        return socket_path

@@ -1,0 +1,70 @@
+"""Atomic, private state files: a reader sees the old file or the new one, never half."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+STATE_DIR_MODE = 0o700
+STATE_FILE_MODE = 0o600
+
+
+class StateFileError(Exception):
+    """A state file that cannot be read or written; the message names it."""
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create `path` (and parents) and make sure it is 0700: it holds pid records and
+    logs that name our processes."""
+    try:
+        path.mkdir(mode=STATE_DIR_MODE, parents=True, exist_ok=True)
+        if path.stat().st_mode & 0o777 != STATE_DIR_MODE:
+            path.chmod(STATE_DIR_MODE)
+    except OSError as error:
+        raise StateFileError(f"cannot create state directory {path}: {error.strerror}") from error
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Temp file in the same directory, fsync, rename over `path`.
+
+    The rename replaces a symlink at `path` rather than writing through it."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise StateFileError(f"cannot write {path}: {error.strerror}") from error
+    try:
+        with os.fdopen(fd, "wb") as file:
+            os.fchmod(file.fileno(), STATE_FILE_MODE)
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        os.unlink(tmp)
+        raise StateFileError(f"cannot write {path}: {error.strerror}") from error
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    write_atomic(path, (json.dumps(value, indent=2, sort_keys=False) + "\n").encode())
+
+
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`, None when the file does not exist.
+
+    Raises StateFileError naming the file when it is unreadable or not an object."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        raise StateFileError(f"cannot read {path}: {error}") from error
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise StateFileError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(value, dict):
+        raise StateFileError(f"{path} does not hold a JSON object")
+    return value

@@ -1,0 +1,168 @@
+"""Launch a worker (app-server or updater) as a detached, pid-locked process.
+
+The calling process forks; the child enters python-daemon's `DaemonContext`
+(double fork, setsid, umask 077, chdir /, other fds closed, stdout and stderr to
+the worker's log) whose pidfile is the worker's `.pid.lock`. The detached
+process writes the pid record and `execve`s the managed binary, keeping the
+lock's fd open across the exec: one pid for the worker's whole life, and the
+kernel drops the lock however it dies.
+
+A pipe reports back to the caller: `ok <pid>` once the lock is held and the
+record written, or `error <message>`; it is close-on-exec, so end-of-file after
+`ok` means the exec happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from supervisor.errors import DaemonError
+from supervisor.identity import current_boot_id, file_digest
+from supervisor.locks import FlockLock
+from supervisor.paths import lock_path_for
+from supervisor.pidrecord import PidRecord, remove_record, write_record
+
+LAUNCH_REPORT_TIMEOUT_SECONDS = 10.0
+# Signals a worker must start with default dispositions: SIG_IGN survives exec, and
+# Python ignores SIGPIPE.
+_RESET_SIGNALS = (
+    signal.SIGPIPE,
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGTSTP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    name: str  # "app-server" or "updater", for messages
+    record_path: Path
+    log_path: Path
+    executable: Path  # resolved: what actually runs, even if `current` moves later
+    args: list[str]
+    env: dict[str, str]
+    remote_control_enabled: bool | None = None
+    socket_path: str | None = None
+    extra_record: dict[str, str] = field(default_factory=dict)
+
+
+def launch(spec: WorkerSpec) -> int:
+    """Start the worker detached; return its pid once it holds its lock and its record
+    is written. Raises DaemonError when the launch fails before the exec."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the forked child
+        os.close(read_end)
+        status = 1
+        try:
+            _become_worker(spec, write_end)
+        except BaseException as error:
+            _report(write_end, f"error {spec.name} launcher failed: {error}")
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    try:
+        os.waitpid(child, 0)  # returns at once: DaemonContext's first fork exits
+        report = _read_report(read_end, LAUNCH_REPORT_TIMEOUT_SECONDS)
+    finally:
+        os.close(read_end)
+    if report.startswith("ok "):
+        return int(report.split()[1])
+    if report.startswith("error "):
+        raise DaemonError(report.removeprefix("error "))
+    raise DaemonError(f"{spec.name} exited while launching; see {spec.log_path}")
+
+
+def _read_report(fd: int, timeout: float) -> str:
+    """Everything written before end-of-file (or the deadline)."""
+    deadline = time.monotonic() + timeout
+    chunks = []
+    while (remaining := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace").strip()
+
+
+def _report(fd: int, message: str) -> None:
+    with contextlib.suppress(OSError):
+        os.write(fd, (message.replace("\n", " ") + "\n").encode())
+
+
+def _become_worker(spec: WorkerSpec, report_fd: int) -> None:  # pragma: no cover - child
+    # Imported here: only the launching child needs python-daemon.
+    import daemon
+
+    log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    log = os.fdopen(log_fd, "ab", buffering=0)
+    lock = FlockLock(lock_path_for(spec.record_path), timeout=0)
+    context = daemon.DaemonContext(
+        detach_process=True,
+        umask=0o077,
+        working_directory="/",
+        pidfile=lock,
+        stdout=log,
+        stderr=log,
+        files_preserve=[report_fd],
+        signal_map={},
+    )
+    try:
+        context.open()
+    except Exception as error:
+        # Only the detached grandchild gets here (the forks before it exit inside
+        # open()); its stderr is the log already.
+        _report(report_fd, f"error cannot start {spec.name}: {error}")
+        os._exit(1)
+    _exec_worker(spec, lock, report_fd)
+
+
+def _exec_worker(spec: WorkerSpec, lock: FlockLock, report_fd: int) -> None:  # pragma: no cover
+    try:
+        record = PidRecord(
+            pid=os.getpid(),
+            process_start_time=psutil.Process().create_time(),
+            boot_id=current_boot_id(),
+            executable=str(spec.executable),
+            executable_digest=file_digest(spec.executable),
+            remote_control_enabled=spec.remote_control_enabled,
+            socket_path=spec.socket_path,
+            extra=dict(spec.extra_record),
+        )
+        write_record(spec.record_path, record)
+    except Exception as error:
+        _report(report_fd, f"error cannot write {spec.record_path}: {error}")
+        os._exit(1)
+    lock.inheritable_fd()
+    for signum in _RESET_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+    _report(report_fd, f"ok {record.pid}")
+    print(
+        f"codexd: launching {spec.name} pid {record.pid}: {spec.executable} {' '.join(spec.args)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        os.execve(spec.executable, [str(spec.executable), *spec.args], spec.env)
+    except OSError as error:
+        print(f"codexd: cannot execute {spec.executable}: {error}", file=sys.stderr, flush=True)
+        remove_record(spec.record_path)
+        os._exit(127)
