@@ -30,6 +30,7 @@ from supervisor.decisions import (
 )
 from supervisor.errors import DaemonError
 from supervisor.exits import ProcessHandle
+from supervisor.faults import PAUSE_ENV, pause_point
 from supervisor.identity import identity_of
 from supervisor.locks import FlockLock, LockFailed, LockTimeout
 from supervisor.managed import managed_version, require_managed_binary
@@ -112,6 +113,7 @@ class Daemon:
         except LockFailed as error:
             raise DaemonError(str(error)) from error
         try:
+            pause_point("locked")
             yield
         finally:
             lock.release()
@@ -213,11 +215,12 @@ class Daemon:
                 log_path=self.paths.app_server_log,
                 executable=executable,
                 args=args,
-                env={**os.environ, "CODEX_HOME": str(self.paths.home)},
+                env=worker_environment(self.paths.home),
                 remote_control_enabled=settings.remote_control_enabled,
                 socket_path=str(self.paths.socket_path),
             )
         )
+        pause_point("launched")
         return pid, self.wait_until_ready(pid, log_offset)
 
     def wait_for_record(self) -> PidRecord:
@@ -332,6 +335,7 @@ def stop_with_grace(record: PidRecord, grace_seconds: float) -> None:
         if live is None or not live.same_process(record.identity):
             return  # already gone
         handle.send(signal.SIGTERM)
+        pause_point("signalled")
         killed = False
         wait = grace_seconds
         while True:
@@ -345,6 +349,13 @@ def stop_with_grace(record: PidRecord, grace_seconds: float) -> None:
                 )
             handle.send(signal.SIGKILL)
             killed, wait = True, config.KILL_WAIT_SECONDS
+
+
+def worker_environment(home: Path) -> dict[str, str]:
+    """The CLI's environment, pinned to this home, without test hooks."""
+    env = {key: value for key, value in os.environ.items() if key != PAUSE_ENV}
+    env["CODEX_HOME"] = str(home)
+    return env
 
 
 def _file_size(path: Path) -> int:

@@ -1,0 +1,26 @@
+"""A test-only hook that stops a command at a named point, so a test can SIGKILL it
+there. Unset in normal use; `CODEXD_TEST_PAUSE_AT=<point>:<marker file>` arms it.
+
+Points: `locked` (daemon.lock just taken), `launched` (app-server launched, not yet
+ready), `signalled` (SIGTERM sent to the app-server, exit not yet seen).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+PAUSE_ENV = "CODEXD_TEST_PAUSE_AT"
+
+
+def pause_point(name: str) -> None:
+    spec = os.environ.get(PAUSE_ENV)
+    if not spec:
+        return
+    point, _, marker = spec.partition(":")
+    if point != name or not marker:
+        return
+    Path(marker).write_text(f"{os.getpid()}\n")
+    while True:  # until the test kills us
+        signal.pause()

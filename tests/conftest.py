@@ -1,0 +1,203 @@
+"""Fixtures that run codexd as a user would: real processes in a temporary CODEX_HOME.
+
+Every process a test starts is stopped at teardown, even when the test fails:
+first everything whose environment names the test's home (the CLI pins
+CODEX_HOME into every worker it launches), then anything the test registered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from supervisor.paths import HomePaths
+
+# Where the test environment's codexd lives: the managed binary shim execs it.
+CODEXD = Path(sys.executable).with_name("codexd")
+COMMAND_TIMEOUT_SECONDS = 60.0
+# Short enough for a test, long enough for a loaded 2-core machine.
+TEST_STOP_GRACE_SECONDS = "5"
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
+) -> Any:
+    """Poll `condition` until it returns something truthy; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def is_gone(pid: int) -> bool:
+    """Exited, zombies included (this sandbox's init does not reap orphans)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def processes_of_home(home: Path) -> list[psutil.Process]:
+    """Live processes whose environment names `home` as CODEX_HOME."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.pid == os.getpid() or process.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if process.environ().get("CODEX_HOME") == str(home):
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def app_server_pids(home: Path) -> list[int]:
+    """Live app-servers serving `home`: the worker processes, not the CLIs."""
+    pids = []
+    for process in processes_of_home(home):
+        try:
+            cmdline = process.cmdline()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if "app-server" in cmdline and "--listen" in cmdline:
+            pids.append(process.pid)
+    return pids
+
+
+def kill_and_reap(processes: list[psutil.Process]) -> None:
+    for process in processes:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    deadline = time.monotonic() + 10
+    for process in processes:
+        while not is_gone(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        try:
+            process.wait(0)  # reaps our own children
+        except (psutil.NoSuchProcess, psutil.TimeoutExpired, ChildProcessError):
+            pass
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> dict[str, Any]:
+        assert self.returncode == 0, f"exit {self.returncode}: {self.stderr}"
+        lines = self.stdout.splitlines()
+        assert len(lines) == 1, f"expected one line of JSON, got {self.stdout!r}"
+        value = json.loads(lines[0])
+        assert isinstance(value, dict)
+        return value
+
+
+@dataclass
+class Home:
+    """A temporary CODEX_HOME with a managed binary that runs this checkout's codexd."""
+
+    path: Path
+    env: dict[str, str]
+    started: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    @property
+    def paths(self) -> HomePaths:
+        return HomePaths(self.path)
+
+    def install_managed_shim(self, target: Path = CODEXD) -> Path:
+        managed = self.paths.managed_binary
+        managed.parent.mkdir(parents=True, exist_ok=True)
+        managed.write_text(f'#!/bin/sh\nexec "{target}" "$@"\n')
+        managed.chmod(0o755)
+        return managed
+
+    def run(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        completed = subprocess.run(
+            [str(CODEXD), *args],
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_SECONDS,
+            stdin=subprocess.DEVNULL,
+        )
+        return Result(completed.returncode, completed.stdout, completed.stderr)
+
+    def ok(self, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+        return self.run(*args, env=env).json
+
+    def spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """Start a codexd command without waiting; it is killed at teardown."""
+        process = subprocess.Popen(
+            [str(CODEXD), *args],
+            env={**self.env, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        self.started.append(process)
+        return process
+
+    def record(self) -> dict[str, Any] | None:
+        try:
+            value = json.loads(self.paths.app_server_record.read_text())
+        except FileNotFoundError:
+            return None
+        assert isinstance(value, dict)
+        return value
+
+    def app_server_pids(self) -> list[int]:
+        return app_server_pids(self.path)
+
+    def cleanup(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+        kill_and_reap(processes_of_home(self.path))
+
+
+def make_home(path: Path) -> Home:
+    path.mkdir(parents=True, exist_ok=True)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("CODEXD_") and key != "CODEX_HOME"
+    }
+    env.update(CODEX_HOME=str(path), CODEXD_STOP_GRACE_SECONDS=TEST_STOP_GRACE_SECONDS)
+    return Home(path=path, env=env)
+
+
+@pytest.fixture
+def bare_home(tmp_path: Path) -> Iterator[Home]:
+    """A home with no managed binary."""
+    home = make_home(tmp_path / "home")
+    try:
+        yield home
+    finally:
+        home.cleanup()
+
+
+@pytest.fixture
+def home(bare_home: Home) -> Home:
+    """A home whose managed binary runs this checkout's codexd."""
+    bare_home.install_managed_shim()
+    return bare_home
