@@ -54,7 +54,7 @@ class PidRecord:
         return value
 
 
-_REQUIRED = {
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
     "pid": int,
     "processStartTime": (int, float),
     "bootId": str,

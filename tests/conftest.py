@@ -7,6 +7,7 @@ CODEX_HOME into every worker it launches), then anything the test registered.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -29,9 +30,7 @@ COMMAND_TIMEOUT_SECONDS = 60.0
 TEST_STOP_GRACE_SECONDS = "5"
 
 
-def wait_for(
-    condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
-) -> Any:
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
     """Poll `condition` until it returns something truthy; fail at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -80,18 +79,14 @@ def app_server_pids(home: Path) -> list[int]:
 
 def kill_and_reap(processes: list[psutil.Process]) -> None:
     for process in processes:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
-        except psutil.NoSuchProcess:
-            pass
     deadline = time.monotonic() + 10
     for process in processes:
         while not is_gone(process.pid) and time.monotonic() < deadline:
             time.sleep(0.01)
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired, ChildProcessError):
             process.wait(0)  # reaps our own children
-        except (psutil.NoSuchProcess, psutil.TimeoutExpired, ChildProcessError):
-            pass
 
 
 @dataclass
