@@ -44,6 +44,8 @@ def current_boot_id() -> str:
 def identity_of(pid: int) -> ProcessIdentity | None:
     """The live process's identity; None when no such process runs (a zombie has
     exited: it holds no lock and answers nothing)."""
+    if pid <= 0:
+        return None
     try:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:

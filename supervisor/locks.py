@@ -28,11 +28,12 @@ __all__ = [
 ]
 
 LOCK_RETRY_SECONDS = 0.01
+PROBE_PATIENCE_SECONDS = 0.05
 
 
-def _try_flock(fd: int) -> bool:
+def _try_flock(fd: int, operation: int) -> bool:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
     except OSError as error:
         if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
             return False
@@ -58,22 +59,25 @@ class FlockLock:
             raise LockFailed(f"cannot open lock file {self.path}: {error.strerror}") from error
 
     def acquire(self, timeout: float | None = None) -> None:
-        """Block until locked. `timeout` None waits forever, <= 0 tries once
+        """Block until locked. `timeout` None waits forever, <= 0 tries briefly
         (AlreadyLocked), > 0 waits that long (LockTimeout)."""
         if self.fd is not None:
             return
         if timeout is None:
             timeout = self.timeout
         fd = self._open()
-        deadline = None if timeout is None or timeout <= 0 else time.monotonic() + timeout
         try:
             if timeout is None:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             else:
-                while not _try_flock(fd):
-                    if deadline is None:
-                        raise AlreadyLocked(f"{self.path} is locked by another process")
+                # "Try once" still retries for a moment: an `is_locked` probe elsewhere
+                # holds a shared lock for microseconds, and must not read as a holder.
+                patience = timeout if timeout > 0 else PROBE_PATIENCE_SECONDS
+                deadline = time.monotonic() + patience
+                while not _try_flock(fd, fcntl.LOCK_EX):
                     if time.monotonic() >= deadline:
+                        if timeout <= 0:
+                            raise AlreadyLocked(f"{self.path} is locked by another process")
                         raise LockTimeout(f"timed out after {timeout:g} s waiting for {self.path}")
                     time.sleep(self.retry_seconds)
         except BaseException:
@@ -98,7 +102,8 @@ class FlockLock:
         except FileNotFoundError:
             return False
         try:
-            return not _try_flock(fd)
+            # Shared: two probes never see each other as the holder.
+            return not _try_flock(fd, fcntl.LOCK_SH)
         finally:
             os.close(fd)  # closing drops the probe's own lock, if it got one
 

@@ -68,6 +68,8 @@ def record_from_json(path: Path, value: dict[str, Any]) -> PidRecord:
     for key, kind in _REQUIRED.items():
         if not isinstance(value.get(key), kind) or isinstance(value.get(key), bool):
             raise StateFileError(f"{path}: missing or invalid {key!r}")
+    if value["pid"] <= 0:
+        raise StateFileError(f"{path}: invalid 'pid' {value['pid']}")
     remote = value.get("remoteControlEnabled")
     return PidRecord(
         pid=value["pid"],

@@ -1,0 +1,335 @@
+"""The lifecycle's judgements as tables: every input row and the answer it must give.
+
+Also the JSON objects the commands print, whose key sets clients written for codex
+rely on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from supervisor.decisions import (
+    RemoteControlPlan,
+    RemoteControlStatus,
+    StartAction,
+    StopStep,
+    WorkerFacts,
+    WorkerState,
+    classify_worker,
+    is_managed,
+    is_unmanaged_server,
+    next_stop_step,
+    parse_version_output,
+    remote_control_plan,
+    start_action,
+)
+from supervisor.output import BACKEND_PID, LifecycleOutput, LifecycleStatus, RemoteControlOutput
+from supervisor.version import CODEXD_VERSION
+
+# -- classify_worker --------------------------------------------------------------------
+
+# (lock_held, record_present, record_readable, record_process_alive) -> state.
+# All 16 combinations, including those the facts can never show (a record that is not
+# present is neither readable nor alive): the answer must still be defined.
+CLASSIFY_TABLE = [
+    # Lock free: nobody runs. A record left behind is stale, whatever it says.
+    ((False, False, False, False), WorkerState.NOT_RUNNING),
+    ((False, False, False, True), WorkerState.NOT_RUNNING),
+    ((False, False, True, False), WorkerState.NOT_RUNNING),
+    ((False, False, True, True), WorkerState.NOT_RUNNING),
+    ((False, True, False, False), WorkerState.STALE),
+    ((False, True, False, True), WorkerState.STALE),
+    ((False, True, True, False), WorkerState.STALE),
+    ((False, True, True, True), WorkerState.STALE),
+    # Lock held, no record yet: the launcher locks before it writes the record.
+    ((True, False, False, False), WorkerState.STARTING),
+    ((True, False, False, True), WorkerState.STARTING),
+    ((True, False, True, False), WorkerState.STARTING),
+    ((True, False, True, True), WorkerState.STARTING),
+    # Lock held, record corrupt: a human must look.
+    ((True, True, False, False), WorkerState.UNREADABLE),
+    ((True, True, False, True), WorkerState.UNREADABLE),
+    # Lock held, record names someone gone: the new holder has not replaced it yet.
+    ((True, True, True, False), WorkerState.STARTING),
+    # Lock held, record names the live process.
+    ((True, True, True, True), WorkerState.RUNNING),
+]
+
+
+def test_classify_table_covers_all_sixteen_combinations() -> None:
+    rows = {facts for facts, _ in CLASSIFY_TABLE}
+    assert rows == set(itertools.product([False, True], repeat=4))
+
+
+@pytest.mark.parametrize(("facts", "expected"), CLASSIFY_TABLE)
+def test_classify_worker_gives_the_state_of_each_row(
+    facts: tuple[bool, bool, bool, bool], expected: WorkerState
+) -> None:
+    assert classify_worker(WorkerFacts(*facts)) is expected
+
+
+@pytest.mark.parametrize(
+    ("state", "managed"),
+    [
+        (WorkerState.NOT_RUNNING, False),
+        (WorkerState.STALE, False),
+        (WorkerState.STARTING, True),
+        (WorkerState.RUNNING, True),
+        (WorkerState.UNREADABLE, False),
+    ],
+)
+def test_is_managed_only_for_a_held_lock_with_a_usable_record(
+    state: WorkerState, managed: bool
+) -> None:
+    assert is_managed(state) is managed
+
+
+# -- start_action and is_unmanaged_server -------------------------------------------------
+
+# UNREADABLE is left out on purpose: observe_worker raises an error naming the record
+# before either function can be asked about it.
+START_TABLE = [
+    (WorkerState.NOT_RUNNING, True, StartAction.REPORT_RUNNING),
+    (WorkerState.STALE, True, StartAction.REPORT_RUNNING),
+    (WorkerState.STARTING, True, StartAction.REPORT_RUNNING),
+    (WorkerState.RUNNING, True, StartAction.REPORT_RUNNING),
+    (WorkerState.NOT_RUNNING, False, StartAction.LAUNCH),
+    (WorkerState.STALE, False, StartAction.LAUNCH),
+    (WorkerState.STARTING, False, StartAction.WAIT_UNTIL_READY),
+    (WorkerState.RUNNING, False, StartAction.WAIT_UNTIL_READY),
+]
+
+
+@pytest.mark.parametrize(("state", "socket_answers", "expected"), START_TABLE)
+def test_start_action_reports_waits_or_launches(
+    state: WorkerState, socket_answers: bool, expected: StartAction
+) -> None:
+    assert start_action(state, socket_answers) is expected
+
+
+UNMANAGED_TABLE = [
+    (WorkerState.NOT_RUNNING, True, True),
+    (WorkerState.STALE, True, True),
+    (WorkerState.STARTING, True, False),
+    (WorkerState.RUNNING, True, False),
+    (WorkerState.NOT_RUNNING, False, False),
+    (WorkerState.STALE, False, False),
+    (WorkerState.STARTING, False, False),
+    (WorkerState.RUNNING, False, False),
+]
+
+
+@pytest.mark.parametrize(("state", "socket_answers", "unmanaged"), UNMANAGED_TABLE)
+def test_is_unmanaged_server_only_when_something_answers_that_we_did_not_start(
+    state: WorkerState, socket_answers: bool, unmanaged: bool
+) -> None:
+    assert is_unmanaged_server(state, socket_answers) is unmanaged
+
+
+# -- remote_control_plan ----------------------------------------------------------------
+
+S = RemoteControlStatus
+# (setting, wanted, running_server_setting) -> (status, save_setting, restart_server).
+# running_server_setting None: no managed app-server runs, so nothing is restarted.
+REMOTE_CONTROL_TABLE = [
+    # Enable when disabled: save; restart whatever runs so the setting takes effect.
+    (False, True, None, S.ENABLED, True, False),
+    (False, True, True, S.ENABLED, True, True),
+    (False, True, False, S.ENABLED, True, True),
+    # Enable when enabled: nothing to save; restart only a server launched without it.
+    (True, True, None, S.ALREADY_ENABLED, False, False),
+    (True, True, True, S.ALREADY_ENABLED, False, False),
+    (True, True, False, S.ALREADY_ENABLED, False, True),
+    # Disable when enabled: save; restart whatever runs.
+    (True, False, None, S.DISABLED, True, False),
+    (True, False, True, S.DISABLED, True, True),
+    (True, False, False, S.DISABLED, True, True),
+    # Disable when disabled: nothing to save; restart only a server launched with it.
+    (False, False, None, S.ALREADY_DISABLED, False, False),
+    (False, False, True, S.ALREADY_DISABLED, False, True),
+    (False, False, False, S.ALREADY_DISABLED, False, False),
+]
+
+
+def test_remote_control_table_covers_every_combination() -> None:
+    rows = {row[:3] for row in REMOTE_CONTROL_TABLE}
+    assert rows == set(itertools.product([False, True], [False, True], [None, True, False]))
+
+
+@pytest.mark.parametrize(
+    ("setting", "wanted", "running", "status", "save", "restart"), REMOTE_CONTROL_TABLE
+)
+def test_remote_control_plan_saves_and_restarts_as_the_table_says(
+    setting: bool,
+    wanted: bool,
+    running: bool | None,
+    status: RemoteControlStatus,
+    save: bool,
+    restart: bool,
+) -> None:
+    assert remote_control_plan(setting, wanted, running) == RemoteControlPlan(
+        status=status, save_setting=save, restart_server=restart
+    )
+
+
+# -- next_stop_step ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exited", "killed", "expected"),
+    [
+        (True, False, StopStep.DONE),  # left within the grace window
+        (True, True, StopStep.DONE),  # left after SIGKILL
+        (False, False, StopStep.KILL),  # grace window over: SIGKILL
+        (False, True, StopStep.GIVE_UP),  # survived SIGKILL's wait: an error
+    ],
+)
+def test_next_stop_step_after_each_wait(exited: bool, killed: bool, expected: StopStep) -> None:
+    assert next_stop_step(exited, killed) is expected
+
+
+# -- parse_version_output ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("codex-cli 0.169.0", "0.169.0"),
+        ("codexd 0.1.0\n", "0.1.0"),
+        ("  codex-cli   0.169.0  \n", "0.169.0"),
+        ("codex-cli 0.169.0 (extra words)\n", "0.169.0"),
+        ("", None),
+        ("\n", None),
+        ("justone", None),
+    ],
+)
+def test_parse_version_output_takes_the_second_word(output: str, expected: str | None) -> None:
+    assert parse_version_output(output) == expected
+
+
+# -- output.py --------------------------------------------------------------------------
+
+LIFECYCLE_ALWAYS = {"status", "managedCodexPath", "managedCodexVersion", "socketPath", "cliVersion"}
+MANAGED = Path("/home/u/.codex/packages/standalone/current/codex")
+SOCKET = Path("/home/u/.codex/app-server-control/app-server-control.sock")
+
+
+@pytest.mark.parametrize("status", list(LifecycleStatus))
+@pytest.mark.parametrize(
+    ("managed", "pid", "app_server_version", "extra_keys"),
+    [
+        (False, None, None, set()),
+        (True, None, None, {"backend"}),
+        (True, 4242, None, {"backend", "pid"}),
+        (True, None, "0.169.0", {"backend", "appServerVersion"}),
+        (True, 4242, "0.169.0", {"backend", "pid", "appServerVersion"}),
+        (False, None, "0.169.0", {"appServerVersion"}),  # something unmanaged answers
+    ],
+)
+def test_lifecycle_output_keys_appear_only_when_they_have_a_value(
+    status: LifecycleStatus,
+    managed: bool,
+    pid: int | None,
+    app_server_version: str | None,
+    extra_keys: set[str],
+) -> None:
+    output = LifecycleOutput(
+        status=status,
+        managed=managed,
+        managed_codex_path=MANAGED,
+        managed_codex_version="0.1.0",
+        socket_path=SOCKET,
+        pid=pid,
+        app_server_version=app_server_version,
+    )
+    value = output.to_json()
+    assert set(value) == LIFECYCLE_ALWAYS | extra_keys
+    assert value["status"] == status.value
+    assert value["managedCodexPath"] == str(MANAGED)
+    assert value["socketPath"] == str(SOCKET)
+    assert value["cliVersion"] == CODEXD_VERSION
+    if managed:
+        assert value["backend"] == BACKEND_PID == "pid"
+    if pid is not None:
+        assert value["pid"] == pid
+    if app_server_version is not None:
+        assert value["appServerVersion"] == app_server_version
+    assert json.loads(json.dumps(value)) == value
+
+
+def test_lifecycle_statuses_are_codex_strings() -> None:
+    assert {status.value for status in LifecycleStatus} == {
+        "started",
+        "alreadyRunning",
+        "restarted",
+        "stopped",
+        "notRunning",
+        "running",
+    }
+
+
+def test_lifecycle_output_unknown_managed_version_is_null_not_left_out() -> None:
+    output = LifecycleOutput(
+        status=LifecycleStatus.NOT_RUNNING,
+        managed=False,
+        managed_codex_path=MANAGED,
+        managed_codex_version=None,
+        socket_path=SOCKET,
+    )
+    value = output.to_json()
+    assert "managedCodexVersion" in value
+    assert value["managedCodexVersion"] is None
+    assert '"managedCodexVersion": null' in json.dumps(value)
+
+
+REMOTE_ALWAYS = {"status", "remoteControlEnabled", "socketPath", "cliVersion"}
+
+
+@pytest.mark.parametrize("status", list(RemoteControlStatus))
+@pytest.mark.parametrize(
+    ("managed", "app_server_version", "extra_keys"),
+    [
+        (False, None, set()),
+        (True, None, {"backend"}),
+        (True, "0.169.0", {"backend", "appServerVersion"}),
+    ],
+)
+@pytest.mark.parametrize("enabled", [False, True])
+def test_remote_control_output_keys_appear_only_when_they_have_a_value(
+    status: RemoteControlStatus,
+    managed: bool,
+    app_server_version: str | None,
+    extra_keys: set[str],
+    enabled: bool,
+) -> None:
+    output = RemoteControlOutput(
+        status=status,
+        managed=managed,
+        remote_control_enabled=enabled,
+        socket_path=SOCKET,
+        app_server_version=app_server_version,
+    )
+    value = output.to_json()
+    assert set(value) == REMOTE_ALWAYS | extra_keys
+    assert value["status"] == status.value
+    assert value["remoteControlEnabled"] is enabled
+    assert value["socketPath"] == str(SOCKET)
+    assert value["cliVersion"] == CODEXD_VERSION
+    if managed:
+        assert value["backend"] == "pid"
+    if app_server_version is not None:
+        assert value["appServerVersion"] == app_server_version
+    assert json.loads(json.dumps(value)) == value
+
+
+def test_remote_control_statuses_are_codex_strings() -> None:
+    assert {status.value for status in RemoteControlStatus} == {
+        "enabled",
+        "disabled",
+        "alreadyEnabled",
+        "alreadyDisabled",
+    }
