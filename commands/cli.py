@@ -6,10 +6,12 @@ from __future__ import annotations
 import click
 
 from commands.app_server import run_app_server
+from commands.bootstrap import bootstrap
 from commands.remote_control import disable_remote_control, enable_remote_control
 from commands.restart import restart
 from commands.start import start
 from commands.stop import stop
+from commands.update_loop import pid_update_loop
 from commands.version import version
 from supervisor.version import CODEXD_VERSION
 
@@ -21,6 +23,7 @@ LIFECYCLE_COMMANDS = (
     version,
     enable_remote_control,
     disable_remote_control,
+    bootstrap,
 )
 
 
@@ -74,6 +77,7 @@ def daemon_group() -> None:
 for _command in LIFECYCLE_COMMANDS:
     cli.add_command(_command)
     daemon_group.add_command(_command)
+daemon_group.add_command(pid_update_loop)
 
 
 def main() -> None:

@@ -32,3 +32,14 @@ def seconds_from_env(name: str, default: float, environ: dict[str, str] | None =
 
 def stop_grace_seconds() -> float:
     return seconds_from_env(STOP_GRACE_ENV, STOP_GRACE_SECONDS)
+
+
+UPDATE_INITIAL_DELAY_ENV = "CODEXD_UPDATE_INITIAL_DELAY_SECONDS"
+UPDATE_INITIAL_DELAY_SECONDS = 300.0
+UPDATE_INTERVAL_ENV = "CODEXD_UPDATE_INTERVAL_SECONDS"
+UPDATE_INTERVAL_SECONDS = 3600.0
+INSTALL_TIMEOUT_ENV = "CODEXD_UPDATE_INSTALL_TIMEOUT_SECONDS"
+INSTALL_TIMEOUT_SECONDS = 600.0
+CHANNEL_ENV = "CODEXD_CHANNEL"
+# The updater retries a busy daemon.lock this often, watching for SIGTERM in between.
+UPDATER_LOCK_RETRY_SECONDS = 0.05

@@ -54,6 +54,10 @@ class ProcessHandle:
         except ProcessLookupError:
             self._gone = True
 
+    def fds(self) -> tuple[int, ...]:
+        """Readable once the process exits (empty without pidfd: poll `has_exited`)."""
+        return () if self._pidfd is None else (self._pidfd,)
+
     def has_exited(self) -> bool:
         return self.wait(0)
 

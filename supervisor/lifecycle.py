@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,13 +35,26 @@ from supervisor.faults import PAUSE_ENV, pause_point
 from supervisor.identity import identity_of
 from supervisor.locks import FlockLock, LockFailed, LockTimeout
 from supervisor.managed import managed_version, require_managed_binary
-from supervisor.output import LifecycleOutput, LifecycleStatus, RemoteControlOutput
+from supervisor.output import (
+    BootstrapOutput,
+    LifecycleOutput,
+    LifecycleStatus,
+    RemoteControlOutput,
+)
 from supervisor.paths import HomePaths, lock_path_for
 from supervisor.pidrecord import PidRecord, read_record, remove_record, write_record
 from supervisor.settings import Settings, load_settings, save_settings
+from supervisor.standalone import (
+    current_release,
+    previous_release,
+    reject_release,
+    switch_current,
+)
 from supervisor.statefile import StateFileError, ensure_private_dir
+from supervisor.updates import Image, RefreshOutcome, app_server_is_behind
 from workers.launcher import WorkerSpec, launch
 
+UPDATER_ARGS = ("app-server", "daemon", "pid-update-loop")
 UNMANAGED_MESSAGE = "app server is running but is not managed by codexd"
 LOG_TAIL_LINES = 20
 
@@ -100,11 +114,16 @@ class Daemon:
     # -- locking ---------------------------------------------------------------
 
     @contextlib.contextmanager
-    def operation_lock(self) -> Iterator[None]:
+    def operation_lock(self, acquire: Callable[[FlockLock], None] | None = None) -> Iterator[None]:
+        """Hold daemon.lock. `acquire` replaces the default wait (up to
+        LOCK_TIMEOUT_SECONDS), for the updater, which must stay responsive to SIGTERM."""
         ensure_private_dir(self.paths.state_dir)
         lock = FlockLock(self.paths.daemon_lock)
         try:
-            lock.acquire(timeout=config.LOCK_TIMEOUT_SECONDS)
+            if acquire is None:
+                lock.acquire(timeout=config.LOCK_TIMEOUT_SECONDS)
+            else:
+                acquire(lock)
         except LockTimeout as error:
             raise DaemonError(
                 f"timed out after {config.LOCK_TIMEOUT_SECONDS:g} s waiting for the daemon "
@@ -193,7 +212,70 @@ class Daemon:
                 app_server_version=None if info is None else info.app_server_version,
             )
 
+    def bootstrap(self, remote_control: bool) -> BootstrapOutput:
+        """Persist the setting, (re)start the app-server, then (re)start the updater."""
+        with self.operation_lock():
+            require_managed_binary(self.paths.managed_binary)
+            settings = self.load_settings().with_remote_control(remote_control)
+            self.refuse_unmanaged()
+            save_settings(self.paths.settings_file, settings)
+            self.stop_app_server()
+            _, info = self.launch_app_server(settings)
+            self.stop_worker("updater", self.paths.updater_record)
+            self.launch_updater()
+            return BootstrapOutput(
+                remote_control_enabled=remote_control,
+                managed_codex_path=self.paths.managed_binary,
+                managed_codex_version=managed_version(self.paths.managed_binary),
+                socket_path=self.paths.socket_path,
+                app_server_version=info.app_server_version,
+            )
+
     # -- steps (callers hold daemon.lock) --------------------------------------
+
+    def launch_updater(self) -> int:
+        remove_record(self.paths.updater_record)  # stale: its lock is free
+        return launch(
+            WorkerSpec(
+                name="updater",
+                record_path=self.paths.updater_record,
+                log_path=self.paths.updater_log,
+                executable=require_managed_binary(self.paths.managed_binary),
+                args=list(UPDATER_ARGS),
+                env=worker_environment(self.paths.home),
+            )
+        )
+
+    def refresh_app_server(self, managed: Image) -> RefreshOutcome:
+        """Restart a managed app-server that runs an older image than `managed` onto
+        the managed binary. A release whose app-server does not answer is not adopted:
+        `current` goes back to the previous release, which is relaunched."""
+        if not is_managed(self.observe().state):
+            return RefreshOutcome.NOT_RUNNING
+        record = self.wait_for_record()
+        if not app_server_is_behind(Image(record.executable_digest, record.version), managed):
+            return RefreshOutcome.ALREADY_CURRENT
+        settings = self.load_settings()
+        self.stop_app_server()
+        try:
+            self.launch_app_server(settings)
+        except DaemonError as error:
+            bad = current_release(self.paths)
+            previous = previous_release(self.paths)
+            if bad is None or previous is None or previous == bad:
+                raise DaemonError(f"{error}; no previous release to roll back to") from error
+            print(
+                f"codexd updater: release {bad} did not start ({error}); "
+                f"rolling back to {previous}",
+                file=sys.stderr,
+                flush=True,
+            )
+            self.stop_app_server()  # in case it is still half up
+            reject_release(self.paths, bad)
+            switch_current(self.paths, previous)
+            self.launch_app_server(settings)
+            return RefreshOutcome.ROLLED_BACK
+        return RefreshOutcome.RESTARTED
 
     def refuse_unmanaged(self) -> None:
         answers = self.try_probe() is not None
@@ -223,17 +305,18 @@ class Daemon:
         pause_point("launched")
         return pid, self.wait_until_ready(pid, log_offset)
 
-    def wait_for_record(self) -> PidRecord:
-        """The record of an app-server that holds its lock, once it names the holder."""
+    def wait_for_record(self, record_path: Path | None = None) -> PidRecord:
+        """The record of a worker that holds its lock, once it names the holder."""
+        record_path = record_path or self.paths.app_server_record
         deadline = time.monotonic() + config.START_TIMEOUT_SECONDS
         while True:
-            observation = self.observe()
+            observation = observe_worker(record_path)
             if observation.record is not None:
                 return observation.record
             if not is_managed(observation.state) or time.monotonic() >= deadline:
                 raise DaemonError(
-                    f"app-server holds {lock_path_for(self.paths.app_server_record)} but "
-                    f"never wrote {self.paths.app_server_record}"
+                    f"a worker holds {lock_path_for(record_path)} but {record_path} does not "
+                    "name it"
                 )
             time.sleep(config.READY_POLL_SECONDS)
 
@@ -280,16 +363,21 @@ class Daemon:
                 )
 
     def stop_app_server(self) -> bool:
-        """Stop the managed app-server, if one runs; False when none did. Clears a stale
-        record (its worker is dead) without signalling anyone."""
-        observation = self.observe()
+        """Stop the managed app-server, if one runs; False when none did."""
+        return self.stop_worker("app-server", self.paths.app_server_record)
+
+    def stop_worker(self, name: str, record_path: Path) -> bool:
+        """Stop a worker, if one runs; False when none did. Clears a stale record (its
+        worker is dead) without signalling anyone."""
+        grace = config.stop_grace_seconds()
+        observation = observe_worker(record_path)
         if observation.state is WorkerState.STALE:
-            remove_record(self.paths.app_server_record)
+            remove_record(record_path)
         if not is_managed(observation.state):
             return False
-        record = self.wait_for_record()
-        stop_with_grace(record, config.stop_grace_seconds())
-        remove_record(self.paths.app_server_record)
+        record = self.wait_for_record(record_path)
+        stop_with_grace(name, record, grace)
+        remove_record(record_path)
         return True
 
     def log_tail(self, offset: int | None) -> str:
@@ -325,7 +413,7 @@ class Daemon:
         )
 
 
-def stop_with_grace(record: PidRecord, grace_seconds: float) -> None:
+def stop_with_grace(name: str, record: PidRecord, grace_seconds: float) -> None:
     """SIGTERM, the grace window, SIGKILL, then an error if it still lives.
 
     The process is signalled only when its start time and boot id match the record:
@@ -344,7 +432,7 @@ def stop_with_grace(record: PidRecord, grace_seconds: float) -> None:
                 return
             if step is StopStep.GIVE_UP:
                 raise DaemonError(
-                    f"app-server (pid {record.pid}) is still alive {config.KILL_WAIT_SECONDS:g} s "
+                    f"{name} (pid {record.pid}) is still alive {config.KILL_WAIT_SECONDS:g} s "
                     "after SIGKILL"
                 )
             handle.send(signal.SIGKILL)

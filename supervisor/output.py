@@ -70,3 +70,25 @@ class RemoteControlOutput:
         if self.app_server_version is not None:
             value["appServerVersion"] = self.app_server_version
         return value
+
+
+@dataclass(frozen=True)
+class BootstrapOutput:
+    remote_control_enabled: bool
+    managed_codex_path: Path
+    managed_codex_version: str | None
+    socket_path: Path
+    app_server_version: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": "bootstrapped",
+            "backend": BACKEND_PID,
+            "autoUpdateEnabled": True,
+            "remoteControlEnabled": self.remote_control_enabled,
+            "managedCodexPath": str(self.managed_codex_path),
+            "managedCodexVersion": self.managed_codex_version,
+            "socketPath": str(self.socket_path),
+            "cliVersion": CODEXD_VERSION,
+            "appServerVersion": self.app_server_version,
+        }

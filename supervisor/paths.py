@@ -57,6 +57,10 @@ class HomePaths:
         return self.state_dir / "app-server-updater.pid"
 
     @property
+    def updater_last_pass(self) -> Path:
+        return self.state_dir / "app-server-updater.last-pass.json"
+
+    @property
     def updater_log(self) -> Path:
         return self.state_dir / "app-server-updater.log"
 

@@ -1,0 +1,242 @@
+"""The updater loop (`codexd app-server daemon pid-update-loop`).
+
+Launched detached like the app-server. Each pass runs the installer, then compares
+the managed binary's content digest with the images the app-server and the updater
+run: an app-server behind is restarted onto the managed binary under daemon.lock,
+and only once that succeeded (or none runs) does the updater `execve` the managed
+binary itself, keeping its pid and its lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from supervisor import config
+from supervisor.errors import DaemonError
+from supervisor.exits import ProcessHandle
+from supervisor.identity import file_digest
+from supervisor.lifecycle import UPDATER_ARGS, Daemon
+from supervisor.locks import AlreadyLocked, FlockLock
+from supervisor.managed import managed_version, require_managed_binary
+from supervisor.paths import HomePaths
+from supervisor.pidrecord import read_record, remove_record, write_record
+from supervisor.standalone import ReleaseSource, read_source
+from supervisor.statefile import StateFileError, read_json_object, write_json_atomic
+from supervisor.updates import Image, should_reexec_updater
+from workers.signals import SignalInbox
+
+# Set on the re-exec'd updater: it resumes the schedule instead of starting over.
+RESUMED_ENV = "CODEXD_UPDATER_RESUMED"
+
+
+class Stopping(Exception):
+    """SIGTERM or SIGINT arrived: unwind and exit."""
+
+
+def installer_command(source: ReleaseSource) -> list[str]:
+    """The installer for a source, always run by `sh` with the script on stdin when it
+    comes from a channel, as `curl ... | sh` would."""
+    if source.kind == "checkout":
+        return ["sh", str(Path(source.location) / "install.sh")]
+    if source.location.startswith("https://"):
+        fetch = 'curl -fsSL --proto "=https" "$1/install.sh" | sh'
+        return ["sh", "-c", fetch, "sh", source.location]
+    return ["sh", "-c", 'sh < "$1/install.sh"', "sh", source.location]
+
+
+def resolve_source(paths: HomePaths, environ: dict[str, str]) -> ReleaseSource | None:
+    channel = environ.get(config.CHANNEL_ENV)
+    if channel:
+        return ReleaseSource("channel", channel)
+    return read_source(paths)
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def log(message: str) -> None:
+    print(f"{now()} codexd updater[{os.getpid()}]: {message}", file=sys.stderr, flush=True)
+
+
+class Updater:
+    def __init__(self, paths: HomePaths) -> None:
+        self.paths = paths
+        self.daemon = Daemon(paths)
+        self.inbox = SignalInbox((signal.SIGTERM, signal.SIGINT, signal.SIGUSR1))
+        self.initial_delay = config.seconds_from_env(
+            config.UPDATE_INITIAL_DELAY_ENV, config.UPDATE_INITIAL_DELAY_SECONDS
+        )
+        self.interval = config.seconds_from_env(
+            config.UPDATE_INTERVAL_ENV, config.UPDATE_INTERVAL_SECONDS
+        )
+        self.install_timeout = config.seconds_from_env(
+            config.INSTALL_TIMEOUT_ENV, config.INSTALL_TIMEOUT_SECONDS
+        )
+
+    # -- waiting -----------------------------------------------------------------
+
+    def handle(self, signums: list[int]) -> bool:
+        """Act on signals received; True when SIGUSR1 asked for a pass now."""
+        if signal.SIGTERM in signums or signal.SIGINT in signums:
+            raise Stopping
+        return signal.SIGUSR1 in signums
+
+    def sleep(self, seconds: float) -> None:
+        """Until `seconds` pass or SIGUSR1 asks for a pass now; SIGTERM raises Stopping."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self.handle(self.inbox.wait(remaining)):
+                return
+
+    def acquire_patiently(self, lock: FlockLock) -> None:
+        """daemon.lock, retried every 50 ms for as long as it takes, SIGTERM aside."""
+        while True:
+            try:
+                lock.acquire(timeout=0)
+                return
+            except AlreadyLocked:
+                self.handle(self.inbox.wait(config.UPDATER_LOCK_RETRY_SECONDS))
+
+    # -- the loop ----------------------------------------------------------------
+
+    def run(self) -> int:
+        resumed = os.environ.pop(RESUMED_ENV, None) == "1"
+        log(f"{'resumed after re-exec' if resumed else 'started'}; {self.describe_schedule()}")
+        try:
+            self.sleep(self.interval if resumed else self.initial_delay)
+            while True:
+                self.run_pass()
+                self.sleep(self.interval)
+        except Stopping:
+            log("stopping on signal")
+            return 0
+        finally:
+            self.remove_own_record()
+
+    def describe_schedule(self) -> str:
+        return f"initial delay {self.initial_delay:g} s, interval {self.interval:g} s"
+
+    def run_pass(self) -> None:
+        outcome: dict[str, Any] = {"pass": self.count_passes() + 1, "startedAt": now()}
+        try:
+            self.run_pass_steps(outcome)
+        except DaemonError as error:
+            outcome["error"] = str(error)
+            log(f"pass failed: {error}")
+        self.write_pass(outcome)
+
+    def run_pass_steps(self, outcome: dict[str, Any]) -> None:
+        installer = self.run_installer()
+        outcome["installer"] = installer
+        if installer != "ok":
+            return
+        managed_path = require_managed_binary(self.paths.managed_binary)
+        managed = Image(file_digest(managed_path), managed_version(managed_path))
+        outcome.update(managedBinary=str(managed_path), managedDigest=managed.digest)
+        # The re-exec decision is made under daemon.lock too, so bootstrap cannot race
+        # the handoff; the lock's fd is close-on-exec, so the exec releases it.
+        with self.daemon.operation_lock(self.acquire_patiently):
+            refresh = self.daemon.refresh_app_server(managed)
+            outcome["appServer"] = refresh.value
+            log(f"app-server: {refresh.value}")
+            own = read_record(self.paths.updater_record)
+            if own is None or own.pid != os.getpid():
+                raise DaemonError(f"{self.paths.updater_record} does not name this updater")
+            if should_reexec_updater(own.executable_digest, managed.digest, refresh):
+                outcome["reexec"] = True
+                self.write_pass(outcome)
+                self.reexec(managed_path, managed.digest)
+
+    def run_installer(self) -> str:
+        """ "ok", or what went wrong; the installer's output goes to our log."""
+        source = resolve_source(self.paths, dict(os.environ))
+        if source is None:
+            log("no release source: run install.sh once, or set CODEXD_CHANNEL")
+            return "no release source"
+        command = installer_command(source)
+        log(f"running installer from {source.kind} {source.location}")
+        env = {**os.environ, "CODEX_HOME": str(self.paths.home)}
+        if source.kind == "channel":
+            env[config.CHANNEL_ENV] = source.location
+        installer = subprocess.Popen(
+            command, env=env, stdin=subprocess.DEVNULL, start_new_session=True, cwd="/"
+        )
+        try:
+            with ProcessHandle(installer.pid) as handle:
+                deadline = time.monotonic() + self.install_timeout
+                while not handle.has_exited():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        log(f"installer timed out after {self.install_timeout:g} s")
+                        return "timed out"
+                    # Without a pidfd to wake us, poll the installer's exit.
+                    wait = remaining if handle.fds() else min(remaining, 0.05)
+                    self.handle(self.inbox.wait(wait, also=handle.fds()))
+        finally:
+            # Its process group: a hung curl or a build started by it goes too.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(installer.pid, signal.SIGKILL)
+            installer.wait()
+        if installer.returncode != 0:
+            log(f"installer failed with exit status {installer.returncode}")
+            return f"failed with exit status {installer.returncode}"
+        return "ok"
+
+    def reexec(self, managed_path: Path, digest: str) -> None:
+        """Become the managed binary's updater: same pid, same lock (its fd is
+        inheritable), new record. Never detaches again."""
+        own = read_record(self.paths.updater_record)
+        assert own is not None
+        write_record(
+            self.paths.updater_record,
+            replace(own, executable=str(managed_path), executable_digest=digest),
+        )
+        log(f"re-executing from {managed_path} ({digest})")
+        self.inbox.close()
+        env = {**os.environ, RESUMED_ENV: "1"}
+        try:
+            os.execve(managed_path, [str(managed_path), *UPDATER_ARGS], env)
+        except OSError as error:
+            write_record(self.paths.updater_record, own)
+            self.inbox = SignalInbox((signal.SIGTERM, signal.SIGINT, signal.SIGUSR1))
+            raise DaemonError(f"cannot re-execute {managed_path}: {error}") from error
+
+    # -- state -------------------------------------------------------------------
+
+    def count_passes(self) -> int:
+        """Passes so far, across re-execs: the last pass file keeps the count."""
+        try:
+            last = read_json_object(self.paths.updater_last_pass) or {}
+        except StateFileError:
+            return 0
+        count = last.get("pass")
+        return count if isinstance(count, int) else 0
+
+    def write_pass(self, outcome: dict[str, Any]) -> None:
+        """The outcome of the last pass, for people and tests to read."""
+        try:
+            write_json_atomic(
+                self.paths.updater_last_pass, {**outcome, "pid": os.getpid(), "finishedAt": now()}
+            )
+        except StateFileError as error:
+            log(str(error))
+
+    def remove_own_record(self) -> None:
+        with contextlib.suppress(StateFileError):
+            record = read_record(self.paths.updater_record)
+            if record is not None and record.pid == os.getpid():
+                remove_record(self.paths.updater_record)
+
+
+def run_update_loop(home: Path) -> int:
+    return Updater(HomePaths(home)).run()
