@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor.paths import connectable_socket_path
+from supervisor.paths import connectable_socket_path, fits_sun_path
 from supervisor.version import CLIENT_NAME, CODEXD_VERSION
 
 INITIALIZE_REQUEST_ID = 1
@@ -100,6 +100,9 @@ def probe(socket_path: Path, timeout: float = 2.0) -> ProbeInfo:
     deadline = time.monotonic() + timeout
     target = connectable_socket_path(socket_path)
     where = f"control socket {socket_path}"
+    if not fits_sun_path(target):
+        # Too long to connect to, and no symlink to a short path: nothing serves it.
+        raise ProbeError(f"{where}: no such file")
     if target != socket_path:
         where += f" (-> {target})"
 

@@ -59,6 +59,10 @@ UNMANAGED_MESSAGE = "app server is running but is not managed by codexd"
 LOG_TAIL_LINES = 20
 
 
+class AppServerExited(DaemonError):
+    """The app-server exited before it answered."""
+
+
 @dataclass(frozen=True)
 class Observation:
     state: WorkerState
@@ -152,8 +156,11 @@ class Daemon:
                 )
             if action is StartAction.WAIT_UNTIL_READY:
                 record = self.wait_for_record()
-                info = self.wait_until_ready(record.pid)
-                return self.lifecycle_output(LifecycleStatus.ALREADY_RUNNING, True, info)
+                try:
+                    info = self.wait_until_ready(record.pid)
+                    return self.lifecycle_output(LifecycleStatus.ALREADY_RUNNING, True, info)
+                except AppServerExited:
+                    pass  # it was on its way out (a stop, a kill by hand): start anew
             pid, info = self.launch_app_server(settings)
             return self.lifecycle_output(LifecycleStatus.STARTED, True, info, pid)
 
@@ -344,7 +351,7 @@ class Daemon:
                         if exited
                         else (f"did not answer within {config.START_TIMEOUT_SECONDS:g} s")
                     )
-                    raise DaemonError(
+                    raise (AppServerExited if exited else DaemonError)(
                         f"app-server (pid {pid}) {what} on {self.paths.socket_path}: "
                         f"{last_error}{self.log_tail(log_offset)}"
                     )
