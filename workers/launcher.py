@@ -114,12 +114,16 @@ def _become_worker(spec: WorkerSpec, report_fd: int) -> None:  # pragma: no cove
 
     log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     log = os.fdopen(log_fd, "ab", buffering=0)
+    # An explicit /dev/null: left to itself, DaemonContext opens it after closing every
+    # fd, gets fd 0 back close-on-exec, and the worker would start without stdin.
+    devnull = open(os.devnull, "rb")  # noqa: SIM115 - must stay open until the exec
     lock = FlockLock(lock_path_for(spec.record_path), timeout=0)
     context = daemon.DaemonContext(
         detach_process=True,
         umask=0o077,
         working_directory="/",
         pidfile=lock,
+        stdin=devnull,
         stdout=log,
         stderr=log,
         files_preserve=[report_fd],

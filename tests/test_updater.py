@@ -1,0 +1,420 @@
+"""bootstrap and the updater loop, with real releases built from this checkout.
+
+Passes are triggered with SIGUSR1 (the schedule is set to an hour), and each test
+waits for the updater's last-pass file to show the pass finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from supervisor.identity import file_digest
+from tests.conftest import Home, is_gone, make_home, processes_of_home, wait_for
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+PASS_TIMEOUT_SECONDS = 60.0
+QUIET_SCHEDULE = {
+    "CODEXD_UPDATE_INITIAL_DELAY_SECONDS": "3600",
+    "CODEXD_UPDATE_INTERVAL_SECONDS": "3600",
+}
+
+
+def publish(channel: Path, checkout: Path = CHECKOUT, artifact: Path | None = None) -> str:
+    """Publish a release into `channel`; its name."""
+    command = [sys.executable, str(checkout / "release" / "publish.py"), "--channel", str(channel)]
+    if artifact is not None:
+        command += ["--artifact", str(artifact)]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout.strip()
+
+
+def checkout_copy_with_version(destination: Path, version: str) -> Path:
+    ignore = shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.egg-info", ".*_cache")
+    shutil.copytree(CHECKOUT, destination, ignore=ignore)
+    version_file = destination / "supervisor" / "version.py"
+    text = version_file.read_text().replace(
+        'CODEXD_VERSION = "0.1.0"', f'CODEXD_VERSION = "{version}"'
+    )
+    assert version in text
+    version_file.write_text(text)
+    return destination
+
+
+@dataclass(frozen=True)
+class Releases:
+    """Artifacts built once per session: v1 from this checkout, v2 with version 0.2.0."""
+
+    v1: Path
+    v2: Path
+
+
+@pytest.fixture(scope="session")
+def releases(tmp_path_factory: pytest.TempPathFactory) -> Releases:
+    root = tmp_path_factory.mktemp("releases")
+    v1_channel = root / "v1"
+    v1_name = publish(v1_channel)
+    v2_channel = root / "v2"
+    v2_name = publish(v2_channel, checkout_copy_with_version(root / "src-v2", "0.2.0"))
+    return Releases(v1=v1_channel / "artifacts" / v1_name, v2=v2_channel / "artifacts" / v2_name)
+
+
+@pytest.fixture
+def channel(tmp_path: Path, releases: Releases) -> Path:
+    """A channel of the test's own whose latest is v1."""
+    path = tmp_path / "channel"
+    publish(path, artifact=releases.v1)
+    return path
+
+
+@pytest.fixture
+def installed(tmp_path: Path, channel: Path) -> Iterator[Home]:
+    """A home with v1 installed by install.sh from `channel`."""
+    home = make_home(tmp_path / "home")
+    home.env.update(QUIET_SCHEDULE)
+    try:
+        install(home, channel)
+        yield home
+    finally:
+        home.cleanup()
+
+
+def install(home: Home, channel: Path) -> None:
+    completed = subprocess.run(
+        ["sh", str(channel / "install.sh")],
+        env={**home.env, "CODEXD_CHANNEL": str(channel)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    assert isinstance(value, dict)
+    return value
+
+
+def updater_record(home: Home) -> dict[str, Any] | None:
+    return read_json(home.paths.updater_record)
+
+
+def last_pass(home: Home) -> dict[str, Any] | None:
+    return read_json(home.paths.updater_last_pass)
+
+
+def updater_log(home: Home) -> str:
+    try:
+        return home.paths.updater_log.read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def updater_ready(home: Home, starts: int) -> int:
+    """The updater's pid once its log shows `starts` starts (each installs its signal
+    handlers before it logs)."""
+
+    def ready() -> int | None:
+        log = updater_log(home)
+        count = log.count("]: started;") + log.count("]: resumed after re-exec;")
+        record = updater_record(home)
+        return record["pid"] if record and count >= starts else None
+
+    pid: int = wait_for(ready, timeout=PASS_TIMEOUT_SECONDS, what="updater to start")
+    return pid
+
+
+def run_pass(home: Home, pid: int) -> dict[str, Any]:
+    """Ask the updater for a pass now; the pass's outcome once it is written."""
+    before = (last_pass(home) or {}).get("pass", 0)
+    os.kill(pid, signal.SIGUSR1)
+
+    def finished() -> dict[str, Any] | None:
+        outcome = last_pass(home)
+        return outcome if outcome and outcome.get("pass", 0) > before else None
+
+    outcome: dict[str, Any] = wait_for(finished, timeout=PASS_TIMEOUT_SECONDS, what="a pass")
+    return outcome
+
+
+def app_server_digest(home: Home) -> str:
+    record = home.record()
+    assert record is not None
+    digest: str = record["executableDigest"]
+    return digest
+
+
+def test_bootstrap_starts_app_server_with_remote_control_and_the_updater(installed: Home) -> None:
+    output = installed.ok("app-server", "daemon", "bootstrap", "--remote-control")
+    assert output["status"] == "bootstrapped"
+    assert output["backend"] == "pid"
+    assert output["autoUpdateEnabled"] is True
+    assert output["remoteControlEnabled"] is True
+    assert output["managedCodexVersion"] == "0.1.0"
+    assert output["appServerVersion"] == "0.1.0"
+    assert set(output) == {
+        "status", "backend", "autoUpdateEnabled", "remoteControlEnabled", "managedCodexPath",
+        "managedCodexVersion", "socketPath", "cliVersion", "appServerVersion",
+    }  # fmt: skip
+    pid = updater_ready(installed, starts=1)
+    record = updater_record(installed)
+    assert record is not None
+    assert record["executableDigest"] == file_digest(installed.paths.managed_binary.resolve())
+    assert "pid-update-loop" in psutil.Process(pid).cmdline()
+    servers = installed.app_server_pids()
+    assert len(servers) == 1
+    assert "remote_control" in psutil.Process(servers[0]).cmdline()
+
+
+def test_a_new_release_moves_app_server_then_updater(
+    installed: Home, channel: Path, releases: Releases
+) -> None:
+    installed.ok("bootstrap")
+    pid = updater_ready(installed, starts=1)
+    publish(channel, artifact=releases.v2)
+
+    outcome = run_pass(installed, pid)
+
+    assert outcome["installer"] == "ok"
+    assert outcome["appServer"] == "restarted"
+    assert outcome["reexec"] is True
+    v2_digest = file_digest(releases.v2)
+    assert app_server_digest(installed) == v2_digest
+    assert installed.ok("version")["appServerVersion"] == "0.2.0"
+    assert updater_ready(installed, starts=2) == pid
+    record = updater_record(installed)
+    assert record is not None and record["executableDigest"] == v2_digest
+    assert (
+        "0.2.0"
+        in subprocess.run(
+            [str(installed.paths.managed_binary), "--version"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+
+
+def replace_out_of_band(home: Home, target: Path, tmp_path: Path) -> Path:
+    """Another tool rewrites the managed binary: different bytes, same version."""
+    managed = home.paths.managed_binary.resolve()
+    managed.write_text(f'#!/bin/sh\n# rewritten out of band\nexec "{target}" "$@"\n')
+    managed.chmod(0o755)
+    # The installer succeeds and changes nothing: only the rewrite differs.
+    noop_channel = tmp_path / "noop-channel"
+    noop_channel.mkdir()
+    (noop_channel / "install.sh").write_text("exit 0\n")
+    (home.paths.standalone_dir / "source").write_text(f"channel {noop_channel}\n")
+    return managed
+
+
+def test_out_of_band_replacement_restarts_app_server_then_reexecs_updater(
+    installed: Home, releases: Releases, tmp_path: Path
+) -> None:
+    installed.ok("bootstrap")
+    pid = updater_ready(installed, starts=1)
+    server_before = installed.app_server_pids()
+    managed = replace_out_of_band(installed, releases.v1, tmp_path)
+    installed.env.pop("CODEXD_CHANNEL", None)
+
+    outcome = run_pass(installed, pid)
+
+    assert outcome["appServer"] == "restarted"
+    assert outcome["reexec"] is True
+    assert app_server_digest(installed) == file_digest(managed)
+    assert installed.app_server_pids() != server_before
+    assert updater_ready(installed, starts=2) == pid
+    record = updater_record(installed)
+    assert record is not None and record["executableDigest"] == file_digest(managed)
+
+
+def test_with_no_app_server_the_updater_reexecs_and_starts_nothing(
+    installed: Home, channel: Path, releases: Releases
+) -> None:
+    installed.ok("bootstrap")
+    pid = updater_ready(installed, starts=1)
+    installed.ok("stop")
+    publish(channel, artifact=releases.v2)
+
+    outcome = run_pass(installed, pid)
+
+    assert outcome["appServer"] == "notRunning"
+    assert outcome["reexec"] is True
+    assert updater_ready(installed, starts=2) == pid
+    assert installed.app_server_pids() == []
+    record = updater_record(installed)
+    assert record is not None and record["executableDigest"] == file_digest(releases.v2)
+
+
+def broken_release(tmp_path: Path) -> Path:
+    """Answers --version like a release; its app-server exits at once."""
+    path = tmp_path / "broken-codex"
+    path.write_text(
+        '#!/bin/sh\nif [ "$1" = --version ]; then echo "codexd 0.3.0"; exit 0; fi\n'
+        'echo "broken release: refusing to serve" >&2\nexit 1\n'
+    )
+    path.chmod(0o755)
+    return path
+
+
+def test_a_release_whose_app_server_does_not_start_is_rolled_back(
+    installed: Home, channel: Path, tmp_path: Path
+) -> None:
+    installed.ok("bootstrap")
+    pid = updater_ready(installed, starts=1)
+    good = installed.paths.managed_binary.resolve()
+    good_digest = file_digest(good)
+    bad_name = publish(channel, artifact=broken_release(tmp_path))
+
+    outcome = run_pass(installed, pid)
+
+    assert outcome["appServer"] == "rolledBack"
+    assert "reexec" not in outcome
+    assert installed.paths.managed_binary.resolve() == good
+    assert app_server_digest(installed) == good_digest
+    assert installed.ok("version")["appServerVersion"] == "0.1.0"
+    record = updater_record(installed)
+    assert record is not None and record["pid"] == pid
+    assert record["executableDigest"] == good_digest
+    rejected = (installed.paths.standalone_dir / "rejected").read_text().split()
+    assert bad_name in rejected
+
+    # The next pass does not install the rejected release again.
+    again = run_pass(installed, pid)
+    assert again["installer"] == "ok"
+    assert again["appServer"] == "alreadyCurrent"
+    assert installed.paths.managed_binary.resolve() == good
+
+
+def fake_channel(tmp_path: Path, script: str) -> Path:
+    path = tmp_path / "fake-channel"
+    path.mkdir()
+    (path / "install.sh").write_text(script)
+    return path
+
+
+def hanging_script(marker: str) -> str:
+    """An installer that hangs in a child process whose command line shows `marker`."""
+    return f"python3 -c 'import time; time.sleep(600)' {marker}\nexit 0\n"
+
+
+def installer_processes(marker: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if marker in " ".join(process.cmdline()) and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+@pytest.fixture
+def shim_home(home: Home, tmp_path: Path) -> Home:
+    """The plain test home (its managed binary runs this checkout's codexd)."""
+    home.env.update(QUIET_SCHEDULE)
+    return home
+
+
+def test_a_failing_installer_is_logged_and_the_loop_goes_on(
+    shim_home: Home, tmp_path: Path
+) -> None:
+    channel = fake_channel(tmp_path, "echo installer-says-no >&2\nexit 3\n")
+    shim_home.env["CODEXD_CHANNEL"] = str(channel)
+    shim_home.ok("bootstrap")
+    pid = updater_ready(shim_home, starts=1)
+    server = shim_home.app_server_pids()
+
+    outcome = run_pass(shim_home, pid)
+
+    assert outcome["installer"] == "failed with exit status 3"
+    assert "installer-says-no" in updater_log(shim_home)
+    assert shim_home.app_server_pids() == server
+    assert run_pass(shim_home, pid)["pass"] == outcome["pass"] + 1
+
+
+def test_a_hanging_installer_is_killed_at_its_time_limit(shim_home: Home, tmp_path: Path) -> None:
+    marker = f"hanging-installer-{os.getpid()}-{time.monotonic_ns()}"
+    channel = fake_channel(tmp_path, hanging_script(marker))
+    shim_home.env.update(CODEXD_CHANNEL=str(channel), CODEXD_UPDATE_INSTALL_TIMEOUT_SECONDS="1")
+    shim_home.ok("bootstrap")
+    pid = updater_ready(shim_home, starts=1)
+    server = shim_home.app_server_pids()
+
+    outcome = run_pass(shim_home, pid)
+
+    assert outcome["installer"] == "timed out"
+    assert installer_processes(marker) == []
+    assert shim_home.app_server_pids() == server
+    assert not is_gone(pid)
+
+
+def test_sigterm_mid_sleep_ends_the_updater_at_once(shim_home: Home) -> None:
+    shim_home.ok("bootstrap")
+    pid = updater_ready(shim_home, starts=1)
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: is_gone(pid), timeout=1.0, what="the updater to exit")
+    assert updater_record(shim_home) is None
+
+
+def test_sigterm_mid_install_kills_the_installer_too(shim_home: Home, tmp_path: Path) -> None:
+    marker = f"slow-installer-{os.getpid()}-{time.monotonic_ns()}"
+    channel = fake_channel(tmp_path, hanging_script(marker))
+    shim_home.env["CODEXD_CHANNEL"] = str(channel)
+    shim_home.ok("bootstrap")
+    pid = updater_ready(shim_home, starts=1)
+    os.kill(pid, signal.SIGUSR1)
+    wait_for(lambda: installer_processes(marker), what="the installer to run")
+
+    os.kill(pid, signal.SIGTERM)
+
+    wait_for(lambda: is_gone(pid), timeout=1.0, what="the updater to exit")
+    wait_for(lambda: not installer_processes(marker), timeout=1.0, what="the installer to go")
+    assert updater_record(shim_home) is None
+
+
+def test_start_racing_an_updater_restart_leaves_one_app_server(
+    installed: Home, channel: Path, releases: Releases
+) -> None:
+    installed.ok("bootstrap")
+    pid = updater_ready(installed, starts=1)
+    installed.ok("stop")
+    installed.ok("start")
+    publish(channel, artifact=releases.v2)
+    before = (last_pass(installed) or {}).get("pass", 0)
+    os.kill(pid, signal.SIGUSR1)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outputs = list(pool.map(lambda _: installed.ok("start"), range(8)))
+    assert all(output["status"] in ("alreadyRunning", "started") for output in outputs)
+    wait_for(
+        lambda: (last_pass(installed) or {}).get("pass", 0) > before,
+        timeout=PASS_TIMEOUT_SECONDS,
+        what="the pass",
+    )
+    servers = installed.app_server_pids()
+    assert len(servers) == 1
+    record = installed.record()
+    assert record is not None and record["pid"] == servers[0]
+    assert record["executableDigest"] == file_digest(releases.v2)
+    assert (
+        len([p for p in processes_of_home(installed.path) if "pid-update-loop" in p.cmdline()]) == 1
+    )
