@@ -285,8 +285,11 @@ class Daemon:
         return RefreshOutcome.RESTARTED
 
     def refuse_unmanaged(self) -> None:
-        answers = self.try_probe() is not None
-        if is_unmanaged_server(self.observe().state, answers):
+        # Our own server needs no probe: only a socket we do not account for does.
+        state = self.observe().state
+        if is_managed(state):
+            return
+        if is_unmanaged_server(state, self.try_probe() is not None):
             raise DaemonError(f"{UNMANAGED_MESSAGE} (socket {self.paths.socket_path})")
 
     def launch_app_server(self, settings: Settings) -> tuple[int, ProbeInfo]:
