@@ -109,6 +109,9 @@ class Daemon:
     def observe(self) -> Observation:
         return observe_worker(self.paths.app_server_record)
 
+    def managed_version(self) -> str | None:
+        return managed_version(self.paths.managed_binary, self.paths.managed_version_cache)
+
     def load_settings(self) -> Settings:
         try:
             return load_settings(self.paths.settings_file)
@@ -233,7 +236,7 @@ class Daemon:
             return BootstrapOutput(
                 remote_control_enabled=remote_control,
                 managed_codex_path=self.paths.managed_binary,
-                managed_codex_version=managed_version(self.paths.managed_binary),
+                managed_codex_version=self.managed_version(),
                 socket_path=self.paths.socket_path,
                 app_server_version=info.app_server_version,
             )
@@ -416,7 +419,7 @@ class Daemon:
             status=status,
             managed=managed,
             managed_codex_path=self.paths.managed_binary,
-            managed_codex_version=managed_version(self.paths.managed_binary),
+            managed_codex_version=self.managed_version(),
             socket_path=self.paths.socket_path,
             pid=pid,
             app_server_version=None if info is None else info.app_server_version,

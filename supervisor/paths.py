@@ -41,6 +41,10 @@ class HomePaths:
         return self.state_dir / "settings.json"
 
     @property
+    def managed_version_cache(self) -> Path:
+        return self.state_dir / "managed-version.json"
+
+    @property
     def daemon_lock(self) -> Path:
         return self.state_dir / "daemon.lock"
 

@@ -141,7 +141,10 @@ class Updater:
         if installer != "ok":
             return
         managed_path = require_managed_binary(self.paths.managed_binary)
-        managed = Image(file_digest(managed_path), managed_version(managed_path))
+        managed = Image(
+            file_digest(managed_path),
+            managed_version(managed_path, self.paths.managed_version_cache),
+        )
         outcome.update(managedBinary=str(managed_path), managedDigest=managed.digest)
         # The re-exec decision is made under daemon.lock too, so bootstrap cannot race
         # the handoff; the lock's fd is close-on-exec, so the exec releases it.
