@@ -1,0 +1,62 @@
+"""The managed binary's version, and its cache keyed by file identity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from supervisor.errors import DaemonError
+from supervisor.managed import managed_version, require_managed_binary
+
+
+def fake_binary(path: Path, version: str, counter: Path) -> Path:
+    path.write_text(f'#!/bin/sh\necho run >> "{counter}"\necho "codexd {version}"\n')
+    path.chmod(0o755)
+    return path
+
+
+def runs(counter: Path) -> int:
+    return len(counter.read_text().splitlines()) if counter.exists() else 0
+
+
+def test_version_is_the_second_word_of_version_output(tmp_path: Path) -> None:
+    binary = fake_binary(tmp_path / "codex", "1.2.3", tmp_path / "runs")
+    assert managed_version(binary) == "1.2.3"
+
+
+def test_cached_version_is_reused_until_the_file_changes(tmp_path: Path) -> None:
+    counter = tmp_path / "runs"
+    cache = tmp_path / "managed-version.json"
+    binary = fake_binary(tmp_path / "codex", "1.2.3", counter)
+    assert managed_version(binary, cache) == "1.2.3"
+    assert managed_version(binary, cache) == "1.2.3"
+    assert runs(counter) == 1
+
+    replacement = fake_binary(tmp_path / "codex.new", "2.0.0", counter)
+    replacement.replace(binary)
+    assert managed_version(binary, cache) == "2.0.0"
+    assert runs(counter) == 2
+
+
+def test_corrupt_cache_is_ignored_and_rewritten(tmp_path: Path) -> None:
+    cache = tmp_path / "managed-version.json"
+    cache.write_text("{not json")
+    binary = fake_binary(tmp_path / "codex", "1.2.3", tmp_path / "runs")
+    assert managed_version(binary, cache) == "1.2.3"
+    assert '"version": "1.2.3"' in cache.read_text()
+
+
+def test_failing_or_missing_binary_has_no_version(tmp_path: Path) -> None:
+    failing = tmp_path / "failing"
+    failing.write_text("#!/bin/sh\nexit 3\n")
+    failing.chmod(0o755)
+    assert managed_version(failing) is None
+    assert managed_version(tmp_path / "missing") is None
+
+
+def test_missing_managed_binary_error_names_path_and_install_sh(tmp_path: Path) -> None:
+    missing = tmp_path / "current" / "codex"
+    with pytest.raises(DaemonError, match="install.sh") as error:
+        require_managed_binary(missing)
+    assert str(missing) in str(error.value)
