@@ -57,6 +57,6 @@ def test_failing_or_missing_binary_has_no_version(tmp_path: Path) -> None:
 
 def test_missing_managed_binary_error_names_path_and_install_sh(tmp_path: Path) -> None:
     missing = tmp_path / "current" / "codex"
-    with pytest.raises(DaemonError, match="install.sh") as error:
+    with pytest.raises(DaemonError, match=r"install\.sh") as error:
         require_managed_binary(missing)
     assert str(missing) in str(error.value)
