@@ -7,6 +7,7 @@ An executable path is replaced; its content digest is what it runs.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,21 @@ def identity_of(pid: int) -> ProcessIdentity | None:
         return ProcessIdentity(pid, process.create_time(), current_boot_id())
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
+
+
+def start_ticks(pid: int) -> int | None:
+    """When the process started, in clock ticks after boot (field 22 of
+    /proc/<pid>/stat): what codex records as a process's identity."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return int(stat.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def lstart(create_time: float) -> str:
+    """A start time as `ps -o lstart=` prints it."""
+    return time.strftime("%a %b %e %H:%M:%S %Y", time.localtime(create_time))
 
 
 def file_digest(path: Path) -> str:

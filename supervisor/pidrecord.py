@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from supervisor.identity import ProcessIdentity
+from supervisor.identity import ProcessIdentity, lstart
 from supervisor.statefile import StateFileError, read_json_object, write_json_atomic
 
 
@@ -27,6 +27,8 @@ class PidRecord:
     remote_control_enabled: bool | None = None
     socket_path: str | None = None
     version: str | None = None
+    # codex's own identity check: field 22 of /proc/<pid>/stat.
+    start_ticks: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -40,7 +42,11 @@ class PidRecord:
         value: dict[str, Any] = {
             **self.extra,
             "pid": self.pid,
-            "processStartTime": self.process_start_time,
+            # codex reads this file as its own record: it wants a string here (as
+            # `ps -o lstart` prints it) and checks processIdentity. Ours is
+            # processStartSeconds.
+            "processStartTime": lstart(self.process_start_time),
+            "processStartSeconds": self.process_start_time,
             "bootId": self.boot_id,
             "executable": self.executable,
             "executableDigest": self.executable_digest,
@@ -51,17 +57,30 @@ class PidRecord:
             "version": self.version,
         }
         value.update({key: item for key, item in optional.items() if item is not None})
+        if self.start_ticks is not None:
+            value["processIdentity"] = {"bootId": self.boot_id, "startTicks": self.start_ticks}
         return value
 
 
 _REQUIRED: dict[str, type | tuple[type, ...]] = {
     "pid": int,
-    "processStartTime": (int, float),
     "bootId": str,
     "executable": str,
     "executableDigest": str,
 }
-_KNOWN = {*_REQUIRED, "remoteControlEnabled", "socketPath", "version"}
+_KNOWN = {
+    *_REQUIRED,
+    "processStartTime",
+    "processStartSeconds",
+    "processIdentity",
+    "remoteControlEnabled",
+    "socketPath",
+    "version",
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def record_from_json(path: Path, value: dict[str, Any]) -> PidRecord:
@@ -70,10 +89,17 @@ def record_from_json(path: Path, value: dict[str, Any]) -> PidRecord:
             raise StateFileError(f"{path}: missing or invalid {key!r}")
     if value["pid"] <= 0:
         raise StateFileError(f"{path}: invalid 'pid' {value['pid']}")
+    # Records written before processStartSeconds held the number in processStartTime.
+    seconds = value.get("processStartSeconds", value.get("processStartTime"))
+    if not _is_number(seconds):
+        raise StateFileError(f"{path}: missing or invalid 'processStartSeconds' (processStartTime)")
+    identity = value.get("processIdentity")
+    ticks = identity.get("startTicks") if isinstance(identity, dict) else None
     remote = value.get("remoteControlEnabled")
     return PidRecord(
         pid=value["pid"],
-        process_start_time=float(value["processStartTime"]),
+        process_start_time=float(seconds),
+        start_ticks=ticks if type(ticks) is int else None,
         boot_id=value["bootId"],
         executable=value["executable"],
         executable_digest=value["executableDigest"],

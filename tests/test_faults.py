@@ -35,7 +35,7 @@ def the_only_server(home: Home) -> int:
     record = home.record()
     assert record is not None, "an app-server runs but there is no pid record"
     assert record["pid"] == pids[0]
-    assert record["processStartTime"] == pytest.approx(psutil.Process(pids[0]).create_time())
+    assert record["processStartSeconds"] == pytest.approx(psutil.Process(pids[0]).create_time())
     return pids[0]
 
 

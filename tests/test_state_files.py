@@ -24,6 +24,7 @@ from supervisor.identity import (
     current_boot_id,
     file_digest,
     identity_of,
+    lstart,
 )
 from supervisor.pidrecord import (
     PidRecord,
@@ -262,10 +263,13 @@ def test_load_settings_of_a_corrupt_file_names_it_and_leaves_it_alone(tmp_path: 
 
 RECORD_JSON: dict[str, Any] = {
     "pid": 4242,
-    "processStartTime": 1700000000.25,
+    # A string for codex, which reads this file as its own record; ours is the number.
+    "processStartTime": lstart(1700000000.25),
+    "processStartSeconds": 1700000000.25,
     "bootId": "3c1e6c1e-0000-4000-8000-000000000000",
     "executable": "/home/u/.codex/packages/standalone/releases/r1/codex",
     "executableDigest": "sha256:" + "ab" * 32,
+    "processIdentity": {"bootId": "3c1e6c1e-0000-4000-8000-000000000000", "startTicks": 123456},
 }
 
 
@@ -279,6 +283,7 @@ def full_record() -> PidRecord:
         remote_control_enabled=False,
         socket_path="/home/u/.codex/app-server-control/app-server-control.sock",
         version="0.169.0",
+        start_ticks=123456,
     )
 
 
@@ -314,8 +319,9 @@ def test_updater_record_leaves_out_the_app_server_keys(tmp_path: Path) -> None:
     assert record.to_json() == RECORD_JSON
 
 
-def test_record_with_an_integer_start_time_reads_as_float(tmp_path: Path) -> None:
-    record = record_from_json(tmp_path / "x.pid", {**RECORD_JSON, "processStartTime": 1700000000})
+def test_legacy_record_with_a_numeric_start_time_reads_as_float(tmp_path: Path) -> None:
+    legacy = {key: item for key, item in RECORD_JSON.items() if key != "processStartSeconds"}
+    record = record_from_json(tmp_path / "x.pid", {**legacy, "processStartTime": 1700000000})
     assert record.process_start_time == 1700000000.0
     assert isinstance(record.process_start_time, float)
 
@@ -333,7 +339,7 @@ def test_record_identity_is_pid_start_time_and_boot_id() -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["pid", "processStartTime", "bootId", "executable", "executableDigest"]
+    "key", ["pid", "processStartSeconds", "bootId", "executable", "executableDigest"]
 )
 def test_record_missing_a_required_key_is_rejected_naming_the_file(
     tmp_path: Path, key: str
@@ -351,8 +357,8 @@ def test_record_missing_a_required_key_is_rejected_naming_the_file(
         ("pid", "4242"),
         ("pid", True),
         ("pid", 42.5),
-        ("processStartTime", "1700000000"),
-        ("processStartTime", True),
+        ("processStartSeconds", "1700000000"),
+        ("processStartSeconds", True),
         ("bootId", 7),
         ("executable", None),
         ("executableDigest", ["sha256:ab"]),

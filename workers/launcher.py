@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 
 from supervisor.errors import DaemonError
-from supervisor.identity import current_boot_id, file_digest
+from supervisor.identity import current_boot_id, file_digest, start_ticks
 from supervisor.locks import FlockLock
 from supervisor.paths import lock_path_for
 from supervisor.pidrecord import PidRecord, remove_record, write_record
@@ -144,6 +144,7 @@ def _exec_worker(spec: WorkerSpec, lock: FlockLock, report_fd: int) -> None:  # 
         record = PidRecord(
             pid=os.getpid(),
             process_start_time=psutil.Process().create_time(),
+            start_ticks=start_ticks(os.getpid()),
             boot_id=current_boot_id(),
             executable=str(spec.executable),
             executable_digest=file_digest(spec.executable),
