@@ -1,9 +1,24 @@
-"""`codexd bootstrap [--remote-control]`."""
+"""`codexd bootstrap [--remote-control] [--persist]`."""
+
+from __future__ import annotations
+
+from typing import Any
 
 import click
 
 from commands.common import home_paths, run_and_print
+from supervisor.errors import DaemonError
 from supervisor.lifecycle import Daemon
+from supervisor.output import BootstrapOutput
+
+
+class PersistedBootstrapOutput:
+    def __init__(self, output: BootstrapOutput, persistence: str) -> None:
+        self.output = output
+        self.persistence = persistence
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.output.to_json(), "persistence": self.persistence}
 
 
 @click.command("bootstrap")
@@ -12,11 +27,40 @@ from supervisor.lifecycle import Daemon
     default=False,
     help="Launch the app-server with remote control on (persisted).",
 )
-def bootstrap(remote_control: bool) -> None:
+@click.option(
+    "--persist",
+    is_flag=True,
+    help="Also run this bootstrap at every boot (systemd user unit, else crontab @reboot).",
+)
+def bootstrap(remote_control: bool, persist: bool) -> None:
     """Set up a machine: persist the remote-control setting, (re)start the app-server
     from the managed install, and (re)start the detached updater that keeps both on
-    the newest release.
+    the newest release. With --persist, also install a systemd user unit (where
+    `systemctl --user` works) or a crontab @reboot line that bootstraps again at boot.
 
-    Prints {"status": "bootstrapped", "autoUpdateEnabled": true, ...}; exits 1 on
-    failure (no managed install, an unmanaged app-server on the socket, ...)."""
-    run_and_print(lambda: Daemon(home_paths()).bootstrap(remote_control))
+    Prints {"status": "bootstrapped", "autoUpdateEnabled": true, ...}, with
+    "persistence": "systemd"|"cron" under --persist; exits 0, or 1 on failure (no
+    managed install, an unmanaged app-server on the socket, nowhere to persist, ...)."""
+    paths = home_paths()
+    if not persist:
+        run_and_print(lambda: Daemon(paths).bootstrap(remote_control))
+        return
+
+    def bootstrap_and_persist() -> PersistedBootstrapOutput:
+        from supervisor.persistence import PersistenceTools
+        from supervisor.persistence import persist as install_persistence
+
+        daemon = Daemon(paths)
+        output = daemon.bootstrap(remote_control)
+        try:
+            with daemon.operation_lock():
+                result = install_persistence(
+                    paths, remote_control, PersistenceTools.from_environment()
+                )
+        except DaemonError as error:
+            raise DaemonError(f"bootstrapped, but not persisted: {error}") from error
+        if result.warning is not None:
+            click.echo(f"codexd: warning: {result.warning}", err=True)
+        return PersistedBootstrapOutput(output, result.kind.value)
+
+    run_and_print(bootstrap_and_persist)

@@ -7,10 +7,15 @@ import click
 
 from commands.app_server import run_app_server
 from commands.bootstrap import bootstrap
+from commands.completion import completion
+from commands.logs import logs
+from commands.proxy import proxy
 from commands.remote_control import disable_remote_control, enable_remote_control
 from commands.restart import restart
 from commands.start import start
+from commands.status import status
 from commands.stop import stop
+from commands.unpersist import unpersist
 from commands.update_loop import pid_update_loop
 from commands.version import version
 from supervisor.version import CODEXD_VERSION
@@ -78,6 +83,11 @@ for _command in LIFECYCLE_COMMANDS:
     cli.add_command(_command)
     daemon_group.add_command(_command)
 daemon_group.add_command(pid_update_loop)
+cli.add_command(status)
+cli.add_command(logs)
+cli.add_command(unpersist)
+cli.add_command(completion)
+app_server.add_command(proxy)
 
 
 def main() -> None:

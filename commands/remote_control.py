@@ -10,7 +10,7 @@ from supervisor.lifecycle import Daemon
 def enable_remote_control() -> None:
     """Persist remote control on; restart a running app-server so it takes effect.
 
-    Prints {"status": "enabled"|"alreadyEnabled", ...}; exits 1 on failure."""
+    Prints {"status": "enabled"|"alreadyEnabled", ...}; exits 0, or 1 on failure."""
     run_and_print(lambda: Daemon(home_paths()).set_remote_control(True))
 
 
@@ -18,5 +18,5 @@ def enable_remote_control() -> None:
 def disable_remote_control() -> None:
     """Persist remote control off; restart a running app-server so it takes effect.
 
-    Prints {"status": "disabled"|"alreadyDisabled", ...}; exits 1 on failure."""
+    Prints {"status": "disabled"|"alreadyDisabled", ...}; exits 0, or 1 on failure."""
     run_and_print(lambda: Daemon(home_paths()).set_remote_control(False))

@@ -10,5 +10,5 @@ from supervisor.lifecycle import Daemon
 def restart() -> None:
     """Stop the managed app-server, if any, and start it again.
 
-    Prints {"status": "restarted", "pid": ...}; exits 1 on failure."""
+    Prints {"status": "restarted", "pid": ...}; exits 0, or 1 on failure."""
     run_and_print(Daemon(home_paths()).restart)

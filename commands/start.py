@@ -10,5 +10,6 @@ from supervisor.lifecycle import Daemon
 def start() -> None:
     """Start the app-server if none runs and wait until it answers.
 
-    Prints {"status": "started"|"alreadyRunning", ...}; exits 1 on failure."""
+    Prints {"status": "started"|"alreadyRunning", ...}; exits 0, or 1 on failure
+    (no managed install, no answer within 10 s: the message quotes the log)."""
     run_and_print(Daemon(home_paths()).start)

@@ -10,5 +10,5 @@ from supervisor.lifecycle import Daemon
 def stop() -> None:
     """Stop the managed app-server: SIGTERM, the grace window, then SIGKILL.
 
-    Prints {"status": "stopped"|"notRunning", ...}; exits 1 on failure."""
+    Prints {"status": "stopped"|"notRunning", ...}; exits 0, or 1 on failure."""
     run_and_print(Daemon(home_paths()).stop)

@@ -10,5 +10,6 @@ from supervisor.lifecycle import Daemon
 def version() -> None:
     """Report the running app-server's version.
 
-    Prints {"status": "running", "appServerVersion": ...}; exits 1 when none answers."""
+    Prints {"status": "running", "appServerVersion": ...}; exits 0, or 1 when
+    none answers. Takes no lock."""
     run_and_print(Daemon(home_paths()).version)

@@ -34,6 +34,7 @@ from supervisor.exits import ProcessHandle
 from supervisor.faults import PAUSE_ENV, pause_point
 from supervisor.identity import identity_of
 from supervisor.locks import FlockLock, LockFailed, LockTimeout
+from supervisor.logs import rotate_before_launch, rotate_if_needed
 from supervisor.managed import managed_version, require_managed_binary
 from supervisor.output import (
     BootstrapOutput,
@@ -140,6 +141,8 @@ class Daemon:
             raise DaemonError(str(error)) from error
         try:
             pause_point("locked")
+            # Every mutating command and every updater pass keeps the logs bounded.
+            rotate_if_needed(self.paths)
             yield
         finally:
             lock.release()
@@ -245,6 +248,7 @@ class Daemon:
 
     def launch_updater(self) -> int:
         remove_record(self.paths.updater_record)  # stale: its lock is free
+        rotate_before_launch(self.paths.updater_log)  # nobody writes it now
         return launch(
             WorkerSpec(
                 name="updater",
@@ -302,6 +306,7 @@ class Daemon:
         args = ["app-server", "--listen", "unix://"]
         if settings.remote_control_enabled:
             args = ["--enable", "remote_control", *args]
+        rotate_before_launch(self.paths.app_server_log)  # nobody writes it now
         log_offset = _file_size(self.paths.app_server_log)
         pid = launch(
             WorkerSpec(

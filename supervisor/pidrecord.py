@@ -79,10 +79,6 @@ _KNOWN = {
 }
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def record_from_json(path: Path, value: dict[str, Any]) -> PidRecord:
     for key, kind in _REQUIRED.items():
         if not isinstance(value.get(key), kind) or isinstance(value.get(key), bool):
@@ -91,7 +87,7 @@ def record_from_json(path: Path, value: dict[str, Any]) -> PidRecord:
         raise StateFileError(f"{path}: invalid 'pid' {value['pid']}")
     # Records written before processStartSeconds held the number in processStartTime.
     seconds = value.get("processStartSeconds", value.get("processStartTime"))
-    if not _is_number(seconds):
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
         raise StateFileError(f"{path}: missing or invalid 'processStartSeconds' (processStartTime)")
     identity = value.get("processIdentity")
     ticks = identity.get("startTicks") if isinstance(identity, dict) else None

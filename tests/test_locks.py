@@ -335,7 +335,13 @@ def test_lock_is_dropped_at_execv_without_inheritable_fd(lock_path: Path) -> Non
     child = spawn(EXEC_HOLDER, str(lock_path), "keep-cloexec")
     try:
         wait_until_exec_done(child)
-        assert not FlockLock(lock_path).is_locked()
+        # The kernel shows the new command line a moment before it closes
+        # close-on-exec fds: wait for the close rather than racing it.
+        wait_for(
+            lambda: not FlockLock(lock_path).is_locked(),
+            timeout=CHILD_TIMEOUT_SECONDS,
+            what="the exec to close the lock's fd",
+        )
     finally:
         finish(child)
 

@@ -26,6 +26,7 @@ from supervisor.exits import ProcessHandle
 from supervisor.identity import file_digest
 from supervisor.lifecycle import UPDATER_ARGS, Daemon
 from supervisor.locks import AlreadyLocked, FlockLock
+from supervisor.logs import log_settings, rotate_if_needed
 from supervisor.managed import managed_version, require_managed_binary
 from supervisor.paths import HomePaths
 from supervisor.pidrecord import read_record, remove_record, write_record
@@ -36,6 +37,8 @@ from workers.signals import SignalInbox
 
 # Set on the re-exec'd updater: it resumes the schedule instead of starting over.
 RESUMED_ENV = "CODEXD_UPDATER_RESUMED"
+# A long sleep wakes this often to rotate the workers' logs.
+LOG_CHECK_SECONDS = 300.0
 
 
 class Stopping(Exception):
@@ -61,7 +64,11 @@ def resolve_source(paths: HomePaths, environ: dict[str, str]) -> ReleaseSource |
 
 
 def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return timestamp(datetime.datetime.now(datetime.timezone.utc))
+
+
+def timestamp(moment: datetime.datetime) -> str:
+    return moment.isoformat(timespec="seconds")
 
 
 def log(message: str) -> None:
@@ -82,6 +89,7 @@ class Updater:
         self.install_timeout = config.seconds_from_env(
             config.INSTALL_TIMEOUT_ENV, config.INSTALL_TIMEOUT_SECONDS
         )
+        self.log_settings = log_settings()
 
     # -- waiting -----------------------------------------------------------------
 
@@ -95,8 +103,14 @@ class Updater:
         """Until `seconds` pass or SIGUSR1 asks for a pass now; SIGTERM raises Stopping."""
         deadline = time.monotonic() + seconds
         while (remaining := deadline - time.monotonic()) > 0:
-            if self.handle(self.inbox.wait(remaining)):
+            if self.handle(self.inbox.wait(min(remaining, LOG_CHECK_SECONDS))):
                 return
+            self.rotate_logs()
+
+    def rotate_logs(self) -> None:
+        """Copy-truncate a worker log grown past CODEXD_LOG_MAX_BYTES."""
+        for rotated in rotate_if_needed(self.paths, self.log_settings):
+            log(f"rotated {rotated}")
 
     def acquire_patiently(self, lock: FlockLock) -> None:
         """daemon.lock, retried every 50 ms for as long as it takes, SIGTERM aside."""
@@ -226,10 +240,19 @@ class Updater:
         return count if isinstance(count, int) else 0
 
     def write_pass(self, outcome: dict[str, Any]) -> None:
-        """The outcome of the last pass, for people and tests to read."""
+        """The outcome of the last pass, for people and tests to read. The next pass
+        is due an interval after this one ends (a re-exec'd updater resumes so too)."""
+        finished = datetime.datetime.now(datetime.timezone.utc)
+        next_pass = finished + datetime.timedelta(seconds=self.interval)
         try:
             write_json_atomic(
-                self.paths.updater_last_pass, {**outcome, "pid": os.getpid(), "finishedAt": now()}
+                self.paths.updater_last_pass,
+                {
+                    **outcome,
+                    "pid": os.getpid(),
+                    "finishedAt": timestamp(finished),
+                    "nextPassAt": timestamp(next_pass),
+                },
             )
         except StateFileError as error:
             log(str(error))

@@ -1,0 +1,320 @@
+"""Bringing the daemon back after a reboot: a systemd user unit where a user manager
+runs, else an `@reboot` crontab line. Either runs
+`<managed binary> app-server daemon bootstrap [--remote-control]` with CODEX_HOME set.
+
+The unit is `Type=oneshot` with `RemainAfterExit=yes`: bootstrap detaches the
+app-server and the updater and exits once they answer, which a oneshot takes as
+success; the workers stay in the unit's cgroup, so stopping the unit (at shutdown)
+sends them SIGTERM. `Type=forking` would make systemd guess one main pid among two
+workers whose pids change on every update.
+
+The text of the unit and of the cron line is made by pure functions; the I/O
+functions below take their tools (`PersistenceTools`) so tests can point them at a
+temporary directory and fake `systemctl`/`crontab` commands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from supervisor.errors import DaemonError
+from supervisor.paths import HomePaths
+
+TOOL_TIMEOUT_SECONDS = 30.0
+BOOT_LOG_NAME = "boot.log"
+CRON_MARKER = "codexd-persist"
+# bootstrap waits up to 75 s for daemon.lock, then up to 10 s per worker.
+UNIT_START_TIMEOUT_SECONDS = 180
+
+
+class PersistenceKind(Enum):
+    SYSTEMD = "systemd"
+    CRON = "cron"
+
+
+def home_tag(home: Path) -> str:
+    """Names one home's unit and cron line, so two homes never share them."""
+    return hashlib.sha256(os.fsencode(home)).hexdigest()[:12]
+
+
+def unit_name(home: Path) -> str:
+    return f"codexd-{home_tag(home)}.service"
+
+
+def bootstrap_command(managed_binary: Path, remote_control: bool) -> list[str]:
+    command = [str(managed_binary), "app-server", "daemon", "bootstrap"]
+    return [*command, "--remote-control"] if remote_control else command
+
+
+def _refuse_control_characters(value: str) -> str:
+    if any(ord(character) < 0x20 or ord(character) == 0x7F for character in value):
+        raise DaemonError(f"cannot persist a path with control characters: {value!r}")
+    return value
+
+
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9_@%+=:,./$-]+")
+
+
+def systemd_quote(value: str, *, in_command: bool) -> str:
+    """One word of a unit file, double-quoted when it needs to be. `%` starts a
+    specifier everywhere and `$` a variable in a command's arguments, so both are
+    doubled there."""
+    _refuse_control_characters(value)
+    escaped = value.replace("%", "%%")
+    if in_command:
+        escaped = escaped.replace("$", "$$")
+    if value and _PLAIN_WORD.fullmatch(value):
+        return escaped
+    quoted = escaped.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{quoted}"'
+
+
+def unit_text(home: Path, managed_binary: Path, remote_control: bool) -> str:
+    # systemd expands $VARIABLES in a command's arguments, not in its path.
+    executable, *arguments = bootstrap_command(managed_binary, remote_control)
+    exec_start = " ".join(
+        [
+            systemd_quote(executable, in_command=False),
+            *(systemd_quote(word, in_command=True) for word in arguments),
+        ]
+    )
+    environment = systemd_quote(f"CODEX_HOME={home}", in_command=False)
+    description = f"codexd app-server and updater for CODEX_HOME={home}".replace("%", "%%")
+    return (
+        "# Written by `codexd bootstrap --persist`; `codexd unpersist` removes it.\n"
+        "[Unit]\n"
+        f"Description={_refuse_control_characters(description)}\n"
+        "\n"
+        "[Service]\n"
+        "Type=oneshot\n"
+        "RemainAfterExit=yes\n"
+        f"Environment={environment}\n"
+        f"ExecStart={exec_start}\n"
+        f"TimeoutStartSec={UNIT_START_TIMEOUT_SECONDS}\n"
+        "\n"
+        "[Install]\n"
+        "WantedBy=default.target\n"
+    )
+
+
+def cron_marker(home: Path) -> str:
+    return f"# {CRON_MARKER} {home_tag(home)}"
+
+
+def cron_line(home: Path, managed_binary: Path, remote_control: bool, boot_log: Path) -> str:
+    """`@reboot` and a sh command; `%` means newline to cron, so it is escaped."""
+    command = " ".join(
+        [
+            "umask 077;",
+            f"CODEX_HOME={shlex.quote(_refuse_control_characters(str(home)))}",
+            "exec",
+            *(
+                shlex.quote(_refuse_control_characters(word))
+                for word in bootstrap_command(managed_binary, remote_control)
+            ),
+            f">>{shlex.quote(str(boot_log))}",
+            "2>&1",
+        ]
+    )
+    return f"@reboot {command.replace('%', chr(92) + '%')} {cron_marker(home)}"
+
+
+def crontab_without_ours(crontab: str, home: Path) -> str:
+    """The crontab with this home's line gone; every other line kept as it was."""
+    marker = cron_marker(home)
+    lines = [line for line in crontab.splitlines() if not line.rstrip().endswith(marker)]
+    return "".join(f"{line}\n" for line in lines)
+
+
+def crontab_with_ours(crontab: str, home: Path, line: str) -> str:
+    return crontab_without_ours(crontab, home) + line + "\n"
+
+
+def choose_persistence(systemd_user_manager: bool, crontab_present: bool) -> PersistenceKind:
+    if systemd_user_manager:
+        return PersistenceKind.SYSTEMD
+    if crontab_present:
+        return PersistenceKind.CRON
+    raise DaemonError(
+        "cannot persist: no systemd user manager answers `systemctl --user` and there is "
+        "no `crontab` command; install cron or enable a user manager (loginctl enable-linger)"
+    )
+
+
+# -- I/O -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PersistenceTools:
+    unit_dir: Path
+    systemctl: str = "systemctl"
+    crontab: str = "crontab"
+    loginctl: str = "loginctl"
+
+    @classmethod
+    def from_environment(cls, environ: dict[str, str] | None = None) -> PersistenceTools:
+        """`$XDG_CONFIG_HOME/systemd/user` (else ~/.config/...), where the user manager
+        looks for units; the tools from PATH."""
+        env = os.environ if environ is None else environ
+        config = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        return cls(unit_dir=Path(config) / "systemd" / "user")
+
+
+@dataclass(frozen=True)
+class PersistResult:
+    kind: PersistenceKind
+    warning: str | None = None
+
+
+def _run(command: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            command,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=TOOL_TIMEOUT_SECONDS,
+            check=False,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        raise DaemonError(f"cannot run {' '.join(command)}: {error}") from error
+
+
+def _checked(command: list[str], stdin: str | None = None) -> str:
+    completed = _run(command, stdin)
+    if completed.returncode != 0:
+        message = completed.stderr.strip() or f"exit status {completed.returncode}"
+        raise DaemonError(f"{' '.join(command)} failed: {message}")
+    return completed.stdout
+
+
+def systemd_user_manager_runs(tools: PersistenceTools) -> bool:
+    if shutil.which(tools.systemctl) is None:
+        return False
+    return _run([tools.systemctl, "--user", "show-environment"]).returncode == 0
+
+
+def crontab_present(tools: PersistenceTools) -> bool:
+    return shutil.which(tools.crontab) is not None
+
+
+def read_crontab(tools: PersistenceTools) -> str:
+    """The user's crontab; empty when they have none (`crontab -l` then fails)."""
+    completed = _run([tools.crontab, "-l"])
+    if completed.returncode != 0:
+        if "no crontab" in completed.stderr.lower():
+            return ""
+        message = completed.stderr.strip() or f"exit status {completed.returncode}"
+        raise DaemonError(f"{tools.crontab} -l failed: {message}")
+    return completed.stdout
+
+
+def write_crontab(tools: PersistenceTools, text: str) -> None:
+    _checked([tools.crontab, "-"], stdin=text)
+
+
+def _linger_warning(tools: PersistenceTools) -> str | None:
+    """Without lingering, a user manager starts at the first login, not at boot."""
+    if shutil.which(tools.loginctl) is None:
+        return None
+    completed = _run([tools.loginctl, "show-user", str(os.getuid()), "-p", "Linger", "--value"])
+    if completed.returncode == 0 and completed.stdout.strip() == "no":
+        return (
+            "the systemd user manager starts at the first login, not at boot, until "
+            "lingering is on: run `loginctl enable-linger` once"
+        )
+    return None
+
+
+def install_unit(paths: HomePaths, remote_control: bool, tools: PersistenceTools) -> None:
+    name = unit_name(paths.home)
+    text = unit_text(paths.home, paths.managed_binary, remote_control)
+    try:
+        tools.unit_dir.mkdir(parents=True, exist_ok=True)
+        temporary = tools.unit_dir / f".{name}.{os.getpid()}.tmp"
+        temporary.write_text(text)
+        os.replace(temporary, tools.unit_dir / name)
+    except OSError as error:
+        raise DaemonError(f"cannot write {tools.unit_dir / name}: {error.strerror}") from error
+    _checked([tools.systemctl, "--user", "daemon-reload"])
+    _checked([tools.systemctl, "--user", "enable", name])
+
+
+def remove_unit(paths: HomePaths, tools: PersistenceTools) -> bool:
+    """Disable and delete this home's unit; False when there was none."""
+    name = unit_name(paths.home)
+    unit = tools.unit_dir / name
+    if not unit.exists():
+        return False
+    if systemd_user_manager_runs(tools):
+        _checked([tools.systemctl, "--user", "disable", name])
+    else:
+        # No manager to ask: remove what `enable` made by hand.
+        with contextlib.suppress(FileNotFoundError):
+            (tools.unit_dir / "default.target.wants" / name).unlink()
+    unit.unlink()
+    if systemd_user_manager_runs(tools):
+        _checked([tools.systemctl, "--user", "daemon-reload"])
+    return True
+
+
+def install_cron_line(paths: HomePaths, remote_control: bool, tools: PersistenceTools) -> None:
+    line = cron_line(
+        paths.home, paths.managed_binary, remote_control, paths.state_dir / BOOT_LOG_NAME
+    )
+    write_crontab(tools, crontab_with_ours(read_crontab(tools), paths.home, line))
+
+
+def remove_cron_line(paths: HomePaths, tools: PersistenceTools) -> bool:
+    """Delete this home's line; False when there was none."""
+    if not crontab_present(tools):
+        return False
+    current = read_crontab(tools)
+    kept = crontab_without_ours(current, paths.home)
+    if kept == current:
+        return False
+    write_crontab(tools, kept)
+    return True
+
+
+def persist(paths: HomePaths, remote_control: bool, tools: PersistenceTools) -> PersistResult:
+    """Install this home's unit, or its cron line, replacing what an earlier call left."""
+    kind = choose_persistence(systemd_user_manager_runs(tools), crontab_present(tools))
+    if kind is PersistenceKind.SYSTEMD:
+        remove_cron_line(paths, tools)
+        install_unit(paths, remote_control, tools)
+        return PersistResult(kind, _linger_warning(tools))
+    remove_unit(paths, tools)
+    install_cron_line(paths, remote_control, tools)
+    return PersistResult(kind)
+
+
+def unpersist(paths: HomePaths, tools: PersistenceTools) -> list[PersistenceKind]:
+    """Remove this home's unit and cron line; what was removed."""
+    removed = []
+    if remove_unit(paths, tools):
+        removed.append(PersistenceKind.SYSTEMD)
+    if remove_cron_line(paths, tools):
+        removed.append(PersistenceKind.CRON)
+    return removed
+
+
+def persisted_kind(paths: HomePaths, tools: PersistenceTools) -> PersistenceKind | None:
+    """How this home comes back after a reboot, if it does; for `status`."""
+    if (tools.unit_dir / unit_name(paths.home)).exists():
+        return PersistenceKind.SYSTEMD
+    if crontab_present(tools):
+        with contextlib.suppress(DaemonError):
+            if cron_marker(paths.home) in read_crontab(tools):
+                return PersistenceKind.CRON
+    return None

@@ -1,0 +1,348 @@
+"""bootstrap --persist and unpersist: the unit and cron line as text (tables), their
+installation through fake `systemctl`/`crontab` commands, and systemd's own check."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from supervisor.errors import DaemonError
+from supervisor.paths import HomePaths
+from supervisor.persistence import (
+    PersistenceKind,
+    PersistenceTools,
+    choose_persistence,
+    cron_line,
+    cron_marker,
+    crontab_with_ours,
+    crontab_without_ours,
+    home_tag,
+    persist,
+    persisted_kind,
+    systemd_quote,
+    unit_name,
+    unit_text,
+    unpersist,
+)
+from tests.conftest import Home
+
+HOME = Path("/home/me/.codex")
+MANAGED = HOME / "packages/standalone/current/codex"
+
+# -- text ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "in_command", "expected"),
+    [
+        ("/usr/bin/codex", True, "/usr/bin/codex"),
+        ("--remote-control", True, "--remote-control"),
+        ("/a b/codex", True, '"/a b/codex"'),
+        ("100%", True, "100%%"),
+        ("$HOME", True, "$$HOME"),
+        ("CODEX_HOME=$x", False, "CODEX_HOME=$x"),
+        ('say "hi"', True, '"say \\"hi\\""'),
+        ("back\\slash", True, '"back\\\\slash"'),
+        ("", True, '""'),
+    ],
+)
+def test_systemd_quote(value: str, in_command: bool, expected: str) -> None:
+    assert systemd_quote(value, in_command=in_command) == expected
+
+
+def test_systemd_quote_refuses_newlines() -> None:
+    with pytest.raises(DaemonError, match="control characters"):
+        systemd_quote("a\nb", in_command=True)
+
+
+@pytest.mark.parametrize(
+    ("remote_control", "exec_start"),
+    [
+        (False, f"ExecStart={MANAGED} app-server daemon bootstrap\n"),
+        (True, f"ExecStart={MANAGED} app-server daemon bootstrap --remote-control\n"),
+    ],
+)
+def test_unit_text(remote_control: bool, exec_start: str) -> None:
+    text = unit_text(HOME, MANAGED, remote_control)
+    assert exec_start in text
+    assert f"Environment=CODEX_HOME={HOME}\n" in text
+    assert "Type=oneshot\n" in text
+    assert "RemainAfterExit=yes\n" in text
+    assert "WantedBy=default.target\n" in text
+
+
+def test_units_and_cron_lines_of_two_homes_differ() -> None:
+    other = Path("/home/me/other-codex")
+    assert unit_name(HOME) != unit_name(other)
+    assert cron_marker(HOME) != cron_marker(other)
+    assert unit_name(HOME) == f"codexd-{home_tag(HOME)}.service"
+
+
+def parse_cron_line(line: str) -> tuple[str, list[str]]:
+    """The schedule and the shell words of the command, as cron then sh would see them."""
+    schedule, command = line.split(None, 1)
+    words = shlex.split(command.replace("\\%", "%"), comments=True)
+    return schedule, words
+
+
+@pytest.mark.parametrize(
+    ("home", "remote_control"),
+    [
+        (HOME, False),
+        (HOME, True),
+        (Path("/srv/codex homes/100% x's"), True),
+    ],
+)
+def test_cron_line_parses_back(home: Path, remote_control: bool) -> None:
+    managed = home / "packages/standalone/current/codex"
+    boot_log = home / "app-server-daemon/boot.log"
+    line = cron_line(home, managed, remote_control, boot_log)
+    assert "\n" not in line
+    assert "%" not in line.replace("\\%", "")
+    schedule, words = parse_cron_line(line)
+    assert schedule == "@reboot"
+    bootstrap = [str(managed), "app-server", "daemon", "bootstrap"]
+    if remote_control:
+        bootstrap.append("--remote-control")
+    assert words == [
+        "umask", "077;", f"CODEX_HOME={home}", "exec", *bootstrap, f">>{boot_log}", "2>&1",
+    ]  # fmt: skip
+    assert line.endswith(cron_marker(home))
+
+
+OURS = cron_line(HOME, MANAGED, False, HOME / "boot.log")
+OTHER_HOME = Path("/home/me/other")
+THEIRS = cron_line(OTHER_HOME, OTHER_HOME / "codex", False, OTHER_HOME / "boot.log")
+
+
+@pytest.mark.parametrize(
+    ("crontab", "expected"),
+    [
+        ("", ""),
+        ("MAILTO=me\n0 * * * * backup\n", "MAILTO=me\n0 * * * * backup\n"),
+        (f"0 * * * * backup\n{OURS}\n", "0 * * * * backup\n"),
+        (f"{OURS}\n{THEIRS}\n", f"{THEIRS}\n"),
+        (f"{OURS}\n{OURS}\n# note\n", "# note\n"),
+        ("no newline at end", "no newline at end\n"),
+    ],
+)
+def test_crontab_without_ours(crontab: str, expected: str) -> None:
+    assert crontab_without_ours(crontab, HOME) == expected
+
+
+def test_crontab_with_ours_replaces_and_never_duplicates() -> None:
+    once = crontab_with_ours("0 * * * * backup\n", HOME, OURS)
+    assert crontab_with_ours(once, HOME, OURS) == once == f"0 * * * * backup\n{OURS}\n"
+
+
+@pytest.mark.parametrize(
+    ("systemd", "cron", "expected"),
+    [
+        (True, True, PersistenceKind.SYSTEMD),
+        (True, False, PersistenceKind.SYSTEMD),
+        (False, True, PersistenceKind.CRON),
+    ],
+)
+def test_choose_persistence(systemd: bool, cron: bool, expected: PersistenceKind) -> None:
+    assert choose_persistence(systemd, cron) is expected
+
+
+def test_choose_persistence_without_either_is_an_error() -> None:
+    with pytest.raises(DaemonError, match="cannot persist"):
+        choose_persistence(False, False)
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is absent")
+def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
+    home = tmp_path / "a home with 100% $pecial chars"
+    managed = home / "packages/standalone/current/codex"
+    managed.parent.mkdir(parents=True)
+    managed.write_text("#!/bin/sh\n")
+    managed.chmod(0o755)
+    unit = tmp_path / unit_name(home)
+    unit.write_text(unit_text(home, managed, True))
+    completed = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if "Failed to initialize manager" in completed.stderr:
+        pytest.skip(f"systemd-analyze cannot run here: {completed.stderr.strip()}")
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr == ""
+
+
+# -- installing, through fake tools ---------------------------------------------------
+
+FAKE_SYSTEMCTL = """#!/bin/sh
+echo "$*" >> "$FAKE_DIR/systemctl.calls"
+if [ "$2" = show-environment ] && [ ! -e "$FAKE_DIR/user-manager" ]; then
+    echo "Failed to connect to bus" >&2; exit 1
+fi
+exit 0
+"""
+FAKE_CRONTAB = """#!/bin/sh
+case "$1" in
+    -l) [ -e "$FAKE_DIR/crontab" ] || { echo "no crontab for $(id -un)" >&2; exit 1; }
+        cat "$FAKE_DIR/crontab" ;;
+    -) cat > "$FAKE_DIR/crontab" ;;
+    *) exit 2 ;;
+esac
+"""
+FAKE_LOGINCTL = """#!/bin/sh
+echo no
+"""
+
+
+def fake_tools(directory: Path, *, user_manager: bool, cron: bool) -> Path:
+    """A bin directory with fake systemctl (and crontab); their state in `directory`."""
+    bin_dir = directory / "bin"
+    bin_dir.mkdir(parents=True)
+    scripts = {"systemctl": FAKE_SYSTEMCTL, "loginctl": FAKE_LOGINCTL}
+    if cron:
+        scripts["crontab"] = FAKE_CRONTAB
+    for name, script in scripts.items():
+        (bin_dir / name).write_text(script.replace("$FAKE_DIR", shlex.quote(str(directory))))
+        (bin_dir / name).chmod(0o755)
+    if user_manager:
+        (directory / "user-manager").touch()
+    return bin_dir
+
+
+def tools_in(directory: Path, bin_dir: Path) -> PersistenceTools:
+    missing = str(directory / "no-such-command")
+    crontab = bin_dir / "crontab"
+    return PersistenceTools(
+        unit_dir=directory / "config" / "systemd" / "user",
+        systemctl=str(bin_dir / "systemctl"),
+        crontab=str(crontab) if crontab.exists() else missing,
+        loginctl=str(bin_dir / "loginctl"),
+    )
+
+
+def calls(directory: Path) -> list[str]:
+    try:
+        return (directory / "systemctl.calls").read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def test_persist_with_a_user_manager_installs_and_enables_the_unit(tmp_path: Path) -> None:
+    paths = HomePaths(tmp_path / "home")
+    tools = tools_in(tmp_path, fake_tools(tmp_path, user_manager=True, cron=True))
+    (tmp_path / "crontab").write_text(f"0 * * * * backup\n{cron_marker(paths.home)}\n")
+
+    result = persist(paths, True, tools)
+
+    assert result.kind is PersistenceKind.SYSTEMD
+    assert result.warning is not None and "enable-linger" in result.warning
+    unit = tools.unit_dir / unit_name(paths.home)
+    assert unit.read_text() == unit_text(paths.home, paths.managed_binary, True)
+    assert calls(tmp_path)[-2:] == ["--user daemon-reload", f"--user enable {unit.name}"]
+    assert (tmp_path / "crontab").read_text() == "0 * * * * backup\n"  # an old cron line goes
+    assert persisted_kind(paths, tools) is PersistenceKind.SYSTEMD
+
+    assert unpersist(paths, tools) == [PersistenceKind.SYSTEMD]
+    assert not unit.exists()
+    assert f"--user disable {unit.name}" in calls(tmp_path)
+    assert persisted_kind(paths, tools) is None
+    assert unpersist(paths, tools) == []
+
+
+def test_persist_without_a_user_manager_adds_one_cron_line(tmp_path: Path) -> None:
+    paths = HomePaths(tmp_path / "home")
+    tools = tools_in(tmp_path, fake_tools(tmp_path, user_manager=False, cron=True))
+    (tmp_path / "crontab").write_text("MAILTO=me\n0 * * * * backup\n")
+
+    assert persist(paths, False, tools).kind is PersistenceKind.CRON
+    assert persist(paths, True, tools).kind is PersistenceKind.CRON
+
+    lines = (tmp_path / "crontab").read_text().splitlines()
+    assert lines[:2] == ["MAILTO=me", "0 * * * * backup"]
+    assert len(lines) == 3
+    schedule, words = parse_cron_line(lines[2])
+    assert schedule == "@reboot" and words[-3] == "--remote-control"
+    assert persisted_kind(paths, tools) is PersistenceKind.CRON
+    assert not tools.unit_dir.exists()
+
+    assert unpersist(paths, tools) == [PersistenceKind.CRON]
+    assert (tmp_path / "crontab").read_text() == "MAILTO=me\n0 * * * * backup\n"
+
+
+def test_persist_with_no_crontab_yet_creates_one(tmp_path: Path) -> None:
+    paths = HomePaths(tmp_path / "home")
+    tools = tools_in(tmp_path, fake_tools(tmp_path, user_manager=False, cron=True))
+    assert persist(paths, False, tools).kind is PersistenceKind.CRON
+    assert (tmp_path / "crontab").read_text().startswith("@reboot ")
+
+
+def test_persist_with_neither_fails_and_writes_nothing(tmp_path: Path) -> None:
+    paths = HomePaths(tmp_path / "home")
+    tools = tools_in(tmp_path, fake_tools(tmp_path, user_manager=False, cron=False))
+    with pytest.raises(DaemonError, match="cannot persist"):
+        persist(paths, False, tools)
+    assert not tools.unit_dir.exists()
+
+
+# -- the commands -------------------------------------------------------------------
+
+
+def persist_env(home: Home, tmp_path: Path, *, user_manager: bool) -> dict[str, str]:
+    bin_dir = fake_tools(tmp_path / "fake", user_manager=user_manager, cron=True)
+    return {
+        "PATH": f"{bin_dir}:{home.env.get('PATH', '')}",
+        "XDG_CONFIG_HOME": str(tmp_path / "fake" / "config"),
+        "CODEXD_UPDATE_INITIAL_DELAY_SECONDS": "3600",
+    }
+
+
+def test_bootstrap_persist_reports_systemd_and_unpersist_removes_it(
+    home: Home, tmp_path: Path
+) -> None:
+    env = persist_env(home, tmp_path, user_manager=True)
+    output = home.ok("bootstrap", "--persist", env=env)
+    assert output["status"] == "bootstrapped"
+    assert output["persistence"] == "systemd"
+    unit = tmp_path / "fake" / "config" / "systemd" / "user" / unit_name(home.path)
+    assert f"Environment=CODEX_HOME={home.path}" in unit.read_text()
+    assert home.ok("status", "--json", env=env)["persistence"] == "systemd"
+
+    assert home.ok("unpersist", env=env) == {"status": "unpersisted", "removed": ["systemd"]}
+    assert not unit.exists()
+    assert home.ok("unpersist", env=env) == {"status": "notPersisted", "removed": []}
+    assert len(home.app_server_pids()) == 1  # unpersist leaves the running daemon alone
+
+
+def test_bootstrap_persist_falls_back_to_cron(home: Home, tmp_path: Path) -> None:
+    env = persist_env(home, tmp_path, user_manager=False)
+    output = home.ok("bootstrap", "--remote-control", "--persist", env=env)
+    assert output["persistence"] == "cron"
+    assert output["remoteControlEnabled"] is True
+    (line,) = (tmp_path / "fake" / "crontab").read_text().splitlines()
+    _, words = parse_cron_line(line)
+    assert f"CODEX_HOME={home.path}" in words
+    assert str(home.paths.managed_binary) in words
+    assert home.ok("unpersist", env=env)["removed"] == ["cron"]
+    assert (tmp_path / "fake" / "crontab").read_text() == ""
+
+
+def test_bootstrap_persist_with_nowhere_to_persist_fails_after_bootstrapping(
+    home: Home, tmp_path: Path
+) -> None:
+    bin_dir = tmp_path / "empty-bin"
+    bin_dir.mkdir()
+    env = {
+        "PATH": str(bin_dir),  # no systemctl, no crontab (the shim needs only its path)
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "CODEXD_UPDATE_INITIAL_DELAY_SECONDS": "3600",
+    }
+    result = home.run("bootstrap", "--persist", env=env)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "bootstrapped, but not persisted" in result.stderr

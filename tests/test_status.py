@@ -1,0 +1,251 @@
+"""`codexd status`: the judgements behind it (tables) and what a person or a program
+sees with nothing running, with the daemon up, and while daemon.lock is held."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervisor.locks import FlockLock
+from supervisor.status import (
+    NextPassSource,
+    PassOutcome,
+    format_duration,
+    next_pass_at,
+    parse_timestamp,
+    pass_outcome,
+    release_of,
+    version_of_release,
+)
+from tests.conftest import Home, wait_for
+
+UTC = datetime.timezone.utc
+T0 = datetime.datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime.datetime:
+    return T0 + datetime.timedelta(seconds=seconds)
+
+
+def iso(seconds: float) -> str:
+    return at(seconds).isoformat(timespec="seconds")
+
+
+@pytest.mark.parametrize(
+    ("last_pass", "outcome"),
+    [
+        (None, PassOutcome.NO_PASS_YET),
+        ({"installer": "ok", "error": "boom"}, PassOutcome.FAILED),
+        ({"installer": "failed with exit status 3"}, PassOutcome.INSTALLER_FAILED),
+        ({"installer": "timed out"}, PassOutcome.INSTALLER_FAILED),
+        ({}, PassOutcome.INSTALLER_FAILED),
+        ({"installer": "ok", "appServer": "rolledBack"}, PassOutcome.ROLLED_BACK),
+        ({"installer": "ok", "appServer": "restarted", "reexec": True}, PassOutcome.UPDATED),
+        ({"installer": "ok", "appServer": "notRunning", "reexec": True}, PassOutcome.UPDATED),
+        ({"installer": "ok", "appServer": "alreadyCurrent"}, PassOutcome.UP_TO_DATE),
+        ({"installer": "ok", "appServer": "notRunning"}, PassOutcome.UP_TO_DATE),
+    ],
+)
+def test_pass_outcome(last_pass: dict[str, Any] | None, outcome: PassOutcome) -> None:
+    assert pass_outcome(last_pass) is outcome
+
+
+DELAY, INTERVAL = 300.0, 3600.0
+
+
+@pytest.mark.parametrize(
+    ("pid", "started", "last_pass", "expected"),
+    [
+        # Not running: no next pass.
+        (None, None, {"pid": 7, "finishedAt": iso(10)}, (None, None)),
+        # No pass yet: the initial delay from the start.
+        (7, at(0), None, (at(DELAY), NextPassSource.COMPUTED)),
+        # The last pass is another updater's (an earlier bootstrap): same.
+        (7, at(0), {"pid": 6, "finishedAt": iso(-50)}, (at(DELAY), NextPassSource.COMPUTED)),
+        # Same pid, but before this process started (a pid reused after a reboot).
+        (7, at(0), {"pid": 7, "finishedAt": iso(-500)}, (at(DELAY), NextPassSource.COMPUTED)),
+        # This updater's pass: finish + interval.
+        (
+            7,
+            at(0),
+            {"pid": 7, "finishedAt": iso(400)},
+            (at(400 + INTERVAL), NextPassSource.COMPUTED),
+        ),
+        # ... unless the pass recorded its next one.
+        (
+            7,
+            at(0),
+            {"pid": 7, "finishedAt": iso(400), "nextPassAt": iso(999)},
+            (at(999), NextPassSource.RECORDED),
+        ),
+        # An unreadable finish time: back to the schedule from the start.
+        (7, at(0), {"pid": 7, "finishedAt": "yesterday"}, (at(DELAY), NextPassSource.COMPUTED)),
+    ],
+)
+def test_next_pass_at(
+    pid: int | None,
+    started: datetime.datetime | None,
+    last_pass: dict[str, Any] | None,
+    expected: tuple[datetime.datetime | None, NextPassSource | None],
+) -> None:
+    assert next_pass_at(pid, started, last_pass, DELAY, INTERVAL) == expected
+
+
+RELEASES = Path("/h/packages/standalone/releases")
+
+
+@pytest.mark.parametrize(
+    ("executable", "release"),
+    [
+        (None, None),
+        (f"{RELEASES}/0.1.0-0123456789ab/codex", "0.1.0-0123456789ab"),
+        ("/h/packages/standalone/current/codex", None),
+        ("/usr/bin/codex", None),
+    ],
+)
+def test_release_of(executable: str | None, release: str | None) -> None:
+    assert release_of(executable, RELEASES) == release
+
+
+@pytest.mark.parametrize(
+    ("release", "version"),
+    [
+        ("0.1.0-0123456789ab", "0.1.0"),
+        ("1.2.3-rc1-abcdefabcdef", "1.2.3-rc1"),
+        ("0.1.0-xyz", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_version_of_release(release: str | None, version: str | None) -> None:
+    assert version_of_release(release) == version
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (42, "42s"), (60, "1m 0s"), (423, "7m 3s"), (7500, "2h 5m"), (273600, "3d 4h")],
+)
+def test_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2025-01-01T12:00:00+00:00", T0),
+        ("2025-01-01T12:00:00Z", T0),
+        ("2025-01-01T12:00:00", T0),
+        ("soon", None),
+        (5, None),
+    ],
+)
+def test_parse_timestamp(value: object, expected: datetime.datetime | None) -> None:
+    assert parse_timestamp(value) == expected
+
+
+# -- the command ---------------------------------------------------------------------
+
+
+def test_status_with_nothing_running_says_so_and_exits_0(bare_home: Home) -> None:
+    result = bare_home.run("status")
+    assert result.returncode == 0, result.stderr
+    assert "not running" in result.stdout
+    assert "not installed" in result.stdout
+    assert "\x1b[" not in result.stdout  # no colour into a pipe
+    assert all(line == line.rstrip() for line in result.stdout.splitlines())
+    assert not bare_home.paths.state_dir.exists()  # status creates nothing
+
+
+def test_status_json_with_nothing_running(bare_home: Home) -> None:
+    output = bare_home.ok("status", "--json")
+    assert set(output) == {
+        "home", "stateDir", "cliVersion", "appServer", "updater", "managedRelease",
+        "previousRelease", "settings", "persistence", "logs",
+    }  # fmt: skip
+    assert output["appServer"]["status"] == "notRunning"
+    assert output["appServer"]["pid"] is None
+    assert output["appServer"]["answering"] is False
+    assert output["updater"]["status"] == "notRunning"
+    assert output["updater"]["nextPassAt"] is None
+    assert output["managedRelease"]["path"] is None
+    assert [log["name"] for log in output["logs"]] == ["app-server", "updater"]
+
+
+def test_status_after_bootstrap_shows_both_workers_and_the_schedule(home: Home) -> None:
+    home.env.update(
+        CODEXD_UPDATE_INITIAL_DELAY_SECONDS="3600", CODEXD_UPDATE_INTERVAL_SECONDS="7200"
+    )
+    home.ok("bootstrap", "--remote-control")
+    # The updater records itself once it runs; status reads what it wrote.
+    wait_for(lambda: home.paths.updater_record.exists(), what="the updater's record")
+
+    output = home.ok("status", "--json", env={"CODEXD_UPDATE_INITIAL_DELAY_SECONDS": "5"})
+
+    server = output["appServer"]
+    assert server["status"] == "running"
+    assert server["pid"] == home.app_server_pids()[0]
+    assert server["version"] == "0.1.0"
+    assert server["remoteControlEnabled"] is True
+    assert server["answering"] is True
+    assert server["executableDigest"].startswith("sha256:")
+    assert server["uptimeSeconds"] >= 0
+    updater = output["updater"]
+    assert updater["status"] == "running"
+    started = parse_timestamp(updater["startedAt"])
+    assert started is not None
+    # The updater's own schedule counts, not the one in status's environment.
+    assert parse_timestamp(updater["nextPassAt"]) == started + datetime.timedelta(seconds=3600)
+    assert updater["nextPassSource"] == "computed"
+    assert output["managedRelease"]["digest"] == server["executableDigest"]
+    assert output["logs"][0]["sizeBytes"] > 0
+
+    # A pass by this updater sets the next one: finish + its interval, or what it recorded.
+    last = {"pass": 1, "installer": "ok", "appServer": "alreadyCurrent", "pid": updater["pid"]}
+    finished = datetime.datetime.now(UTC).replace(microsecond=0)
+    last["finishedAt"] = finished.isoformat()
+    home.paths.updater_last_pass.write_text(json.dumps(last))
+    output = home.ok("status", "--json")
+    assert parse_timestamp(output["updater"]["nextPassAt"]) == finished + datetime.timedelta(
+        seconds=7200
+    )
+    assert output["updater"]["lastPassOutcome"] == "upToDate"
+
+    text = home.run("status").stdout
+    for expected in ("running", "upToDate", "0.1.0", str(server["pid"]), "app-server.log"):
+        assert expected in text
+
+
+def test_status_takes_no_lock(home: Home) -> None:
+    home.ok("start")
+    lock = FlockLock(home.paths.daemon_lock)
+    lock.acquire(timeout=5)
+    try:
+        output = home.ok("status", "--json")
+    finally:
+        lock.release()
+    assert output["appServer"]["status"] == "running"
+
+
+def test_status_reports_an_unreadable_record_and_still_exits_0(home: Home) -> None:
+    home.ok("start")
+    home.paths.app_server_record.write_text("{not json")
+    output = home.ok("status", "--json")
+    assert output["appServer"]["status"] == "unreadable"
+    assert str(home.paths.app_server_record) in output["appServer"]["error"]
+
+
+def test_lifecycle_commands_do_not_import_rich() -> None:
+    code = (
+        "import sys, commands.cli;"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'rich'], 'rich imported'"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert completed.returncode == 0, completed.stderr
