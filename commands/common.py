@@ -8,8 +8,6 @@ import sys
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import click
-
 from supervisor.errors import DaemonError
 from supervisor.paths import HomePaths, resolve_home
 from supervisor.statefile import StateFileError
@@ -27,6 +25,6 @@ def run_and_print(operation: Callable[[], JsonOutput]) -> None:
     try:
         output = operation()
     except (DaemonError, StateFileError) as error:
-        click.echo(f"codexd: {error}", err=True)
+        print(f"codexd: {error}", file=sys.stderr, flush=True)
         sys.exit(1)
-    click.echo(json.dumps(output.to_json()))
+    print(json.dumps(output.to_json()), flush=True)

@@ -35,7 +35,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 PEX_REQUIREMENT = "pex==2.105.2"
-ENTRY_POINT = "commands.cli:main"
+ENTRY_POINT = "commands.main:main"
 SOURCE_PACKAGES = ("supervisor", "workers", "commands")
 CHECKOUT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = CHECKOUT / "release" / "requirements.txt"

@@ -16,6 +16,13 @@ from typing import Any
 
 from supervisor.paths import connectable_socket_path, fits_sun_path
 from supervisor.version import CLIENT_NAME, CODEXD_VERSION
+from supervisor.websocket_client import (
+    OP_TEXT,
+    ConnectionClosedError,
+    FrameTooBigError,
+    HandshakeError,
+    WebSocketClient,
+)
 
 INITIALIZE_REQUEST_ID = 1
 
@@ -93,47 +100,29 @@ def _probe_info(where: str, response: dict[str, Any]) -> ProbeInfo:
 
 def probe(socket_path: Path, timeout: float = 2.0) -> ProbeInfo:
     """Do the `initialize` handshake on the control socket, all within `timeout` seconds."""
-    # websockets costs tens of milliseconds to import; only probing commands pay for it.
-    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-    from websockets.sync.client import unix_connect
-
     deadline = time.monotonic() + timeout
     target = connectable_socket_path(socket_path)
     where = f"control socket {socket_path}"
+    if target != socket_path:
+        where += f" (-> {target})"
     if not fits_sun_path(target):
         # Too long to connect to, and no symlink to a short path: nothing serves it.
         raise ProbeError(f"{where}: no such file")
-    if target != socket_path:
-        where += f" (-> {target})"
-
-    def remaining() -> float:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError
-        return left
-
     try:
-        # A context manager: websockets 17 warns about connections opened without one.
-        with unix_connect(
-            str(target),
-            uri="ws://localhost/",
-            open_timeout=timeout,
-            close_timeout=timeout,
-            ping_interval=None,
-            max_size=PROBE_MAX_FRAME_BYTES,
-        ) as websocket:
-            try:
-                websocket.send(json.dumps(initialize_request()))
-                while True:
-                    response = _initialize_response(websocket.recv(timeout=remaining()))
-                    if response is not None:
-                        break
-                info = _probe_info(where, response)
-                websocket.send(json.dumps({"method": "initialized"}))
-            finally:
-                # Leaving the block waits for the server's close frame: keep that inside
-                # the deadline too, however the exchange ended.
-                websocket.close_timeout = max(deadline - time.monotonic(), 0.01)
+        client = WebSocketClient(str(target), deadline, PROBE_MAX_FRAME_BYTES)
+        try:
+            client.send_text(json.dumps(initialize_request()))
+            while True:
+                opcode, payload = client.receive()
+                if opcode != OP_TEXT:
+                    continue
+                response = _initialize_response(payload.decode("utf-8", "replace"))
+                if response is not None:
+                    break
+            info = _probe_info(where, response)
+            client.send_text(json.dumps({"method": "initialized"}))
+        finally:
+            client.close()
         return info
     except ProbeError:
         raise
@@ -143,9 +132,9 @@ def probe(socket_path: Path, timeout: float = 2.0) -> ProbeInfo:
         raise ProbeError(f"{where}: connection refused (nothing is listening)") from exc
     except TimeoutError as exc:
         raise ProbeError(f"{where}: timed out after {timeout:g} s") from exc
-    except ConnectionClosed as exc:
+    except ConnectionClosedError as exc:
         raise ProbeError(f"{where}: connection closed before initialize answered") from exc
-    except (InvalidHandshake, InvalidURI) as exc:
+    except (HandshakeError, FrameTooBigError) as exc:
         raise ProbeError(f"{where}: bad response: {exc}") from exc
     except OSError as exc:
         raise ProbeError(f"{where}: {exc.strerror or exc}") from exc

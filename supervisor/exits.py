@@ -12,8 +12,6 @@ import select
 import signal
 import time
 
-import psutil
-
 POLL_FALLBACK_SECONDS = 0.02
 
 
@@ -68,6 +66,8 @@ class ProcessHandle:
         if self._pidfd is not None:
             ready, _, _ = select.select([self._pidfd], [], [], max(timeout, 0))
             return bool(ready)
+        import psutil  # only where there is no pidfd
+
         deadline = time.monotonic() + timeout
         while True:
             try:

@@ -7,13 +7,13 @@ An executable path is replaced; its content digest is what it runs.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
+PROC_STAT = Path("/proc/stat")
 # create_time is derived from clock ticks (1/100 s); two readings of one process agree
 # exactly, so this only absorbs float formatting.
 START_TIME_TOLERANCE_SECONDS = 0.01
@@ -38,15 +38,55 @@ def current_boot_id() -> str:
     try:
         return BOOT_ID_FILE.read_text().strip()
     except OSError:
-        # Not Linux: the boot time identifies the boot well enough.
+        import psutil  # not Linux: the boot time identifies the boot well enough
+
         return f"boot-time-{psutil.boot_time():.0f}"
+
+
+def _proc_stat_fields(pid: int) -> list[bytes] | None:
+    """/proc/<pid>/stat from field 3 (state) on; None when there is no such process.
+    The command name (field 2) may hold spaces and parentheses: split after its end."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _boot_time() -> float:
+    """When this boot began (the `btime` line of /proc/stat), as psutil reads it."""
+    with open("/proc/stat", "rb") as stat:
+        for line in stat:
+            if line.startswith(b"btime "):
+                return float(line.split()[1])
+    raise OSError("no btime in /proc/stat")
 
 
 def identity_of(pid: int) -> ProcessIdentity | None:
     """The live process's identity; None when no such process runs (a zombie has
-    exited: it holds no lock and answers nothing)."""
+    exited: it holds no lock and answers nothing).
+
+    Read from /proc by hand where there is one: every lifecycle command asks, and
+    importing psutil would cost more than the rest of the question. The start time
+    is psutil's own formula, so records written either way compare equal."""
     if pid <= 0:
         return None
+    if not PROC_STAT.exists():
+        return _identity_with_psutil(pid)
+    fields = _proc_stat_fields(pid)
+    if fields is None or fields[0] == b"Z":
+        return None
+    try:
+        ticks = int(fields[19])
+        start_time = ticks / os.sysconf("SC_CLK_TCK") + _boot_time()
+    except (OSError, ValueError, IndexError):
+        return _identity_with_psutil(pid)
+    return ProcessIdentity(pid, start_time, current_boot_id())
+
+
+def _identity_with_psutil(pid: int) -> ProcessIdentity | None:
+    import psutil
+
     try:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
@@ -59,10 +99,10 @@ def identity_of(pid: int) -> ProcessIdentity | None:
 def start_ticks(pid: int) -> int | None:
     """When the process started, in clock ticks after boot (field 22 of
     /proc/<pid>/stat): what codex records as a process's identity."""
+    fields = _proc_stat_fields(pid)
     try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return int(stat.read().rsplit(b")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
+        return None if fields is None else int(fields[19])
+    except (ValueError, IndexError):
         return None
 
 

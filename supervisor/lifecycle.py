@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -45,15 +44,7 @@ from supervisor.output import (
 from supervisor.paths import HomePaths, lock_path_for
 from supervisor.pidrecord import PidRecord, read_record, remove_record, write_record
 from supervisor.settings import Settings, load_settings, save_settings
-from supervisor.standalone import (
-    current_release,
-    previous_release,
-    reject_release,
-    switch_current,
-)
 from supervisor.statefile import StateFileError, ensure_private_dir
-from supervisor.updates import Image, RefreshOutcome, app_server_is_behind
-from workers.launcher import WorkerSpec, launch
 
 UPDATER_ARGS = ("app-server", "daemon", "pid-update-loop")
 UNMANAGED_MESSAGE = "app server is running but is not managed by codexd"
@@ -246,7 +237,17 @@ class Daemon:
 
     # -- steps (callers hold daemon.lock) --------------------------------------
 
+    def refuse_unmanaged(self) -> None:
+        # Our own server needs no probe: only a socket we do not account for does.
+        state = self.observe().state
+        if is_managed(state):
+            return
+        if is_unmanaged_server(state, self.try_probe() is not None):
+            raise DaemonError(f"{UNMANAGED_MESSAGE} (socket {self.paths.socket_path})")
+
     def launch_updater(self) -> int:
+        from workers.launcher import WorkerSpec, launch  # only launching commands need it
+
         remove_record(self.paths.updater_record)  # stale: its lock is free
         rotate_before_launch(self.paths.updater_log)  # nobody writes it now
         return launch(
@@ -260,47 +261,10 @@ class Daemon:
             )
         )
 
-    def refresh_app_server(self, managed: Image) -> RefreshOutcome:
-        """Restart a managed app-server that runs an older image than `managed` onto
-        the managed binary. A release whose app-server does not answer is not adopted:
-        `current` goes back to the previous release, which is relaunched."""
-        if not is_managed(self.observe().state):
-            return RefreshOutcome.NOT_RUNNING
-        record = self.wait_for_record()
-        if not app_server_is_behind(Image(record.executable_digest, record.version), managed):
-            return RefreshOutcome.ALREADY_CURRENT
-        settings = self.load_settings()
-        self.stop_app_server()
-        try:
-            self.launch_app_server(settings)
-        except DaemonError as error:
-            bad = current_release(self.paths)
-            previous = previous_release(self.paths)
-            if bad is None or previous is None or previous == bad:
-                raise DaemonError(f"{error}; no previous release to roll back to") from error
-            print(
-                f"codexd updater: release {bad} did not start ({error}); "
-                f"rolling back to {previous}",
-                file=sys.stderr,
-                flush=True,
-            )
-            self.stop_app_server()  # in case it is still half up
-            reject_release(self.paths, bad)
-            switch_current(self.paths, previous)
-            self.launch_app_server(settings)
-            return RefreshOutcome.ROLLED_BACK
-        return RefreshOutcome.RESTARTED
-
-    def refuse_unmanaged(self) -> None:
-        # Our own server needs no probe: only a socket we do not account for does.
-        state = self.observe().state
-        if is_managed(state):
-            return
-        if is_unmanaged_server(state, self.try_probe() is not None):
-            raise DaemonError(f"{UNMANAGED_MESSAGE} (socket {self.paths.socket_path})")
-
     def launch_app_server(self, settings: Settings) -> tuple[int, ProbeInfo]:
         """Launch the managed binary's app-server and wait until it answers."""
+        from workers.launcher import WorkerSpec, launch  # only launching commands need it
+
         executable = require_managed_binary(self.paths.managed_binary)
         remove_record(self.paths.app_server_record)  # stale: its lock is free
         args = ["app-server", "--listen", "unix://"]

@@ -3,8 +3,22 @@ carries out under daemon.lock."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
+
+from supervisor.decisions import is_managed
+from supervisor.errors import DaemonError
+from supervisor.standalone import (
+    current_release,
+    previous_release,
+    reject_release,
+    switch_current,
+)
+
+if TYPE_CHECKING:
+    from supervisor.lifecycle import Daemon
 
 
 @dataclass(frozen=True)
@@ -41,3 +55,34 @@ def should_reexec_updater(
         RefreshOutcome.ALREADY_CURRENT,
         RefreshOutcome.RESTARTED,
     )
+
+
+def refresh_app_server(daemon: Daemon, managed: Image) -> RefreshOutcome:
+    """Restart a managed app-server that runs an older image than `managed` onto
+    the managed binary. A release whose app-server does not answer is not adopted:
+    `current` goes back to the previous release, which is relaunched."""
+    if not is_managed(daemon.observe().state):
+        return RefreshOutcome.NOT_RUNNING
+    record = daemon.wait_for_record()
+    if not app_server_is_behind(Image(record.executable_digest, record.version), managed):
+        return RefreshOutcome.ALREADY_CURRENT
+    settings = daemon.load_settings()
+    daemon.stop_app_server()
+    try:
+        daemon.launch_app_server(settings)
+    except DaemonError as error:
+        bad = current_release(daemon.paths)
+        previous = previous_release(daemon.paths)
+        if bad is None or previous is None or previous == bad:
+            raise DaemonError(f"{error}; no previous release to roll back to") from error
+        print(
+            f"codexd updater: release {bad} did not start ({error}); rolling back to {previous}",
+            file=sys.stderr,
+            flush=True,
+        )
+        daemon.stop_app_server()  # in case it is still half up
+        reject_release(daemon.paths, bad)
+        switch_current(daemon.paths, previous)
+        daemon.launch_app_server(settings)
+        return RefreshOutcome.ROLLED_BACK
+    return RefreshOutcome.RESTARTED

@@ -23,10 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 from supervisor.errors import DaemonError
-from supervisor.identity import current_boot_id, file_digest, start_ticks
+from supervisor.identity import current_boot_id, file_digest, identity_of, start_ticks
 from supervisor.locks import FlockLock
 from supervisor.paths import lock_path_for
 from supervisor.pidrecord import PidRecord, remove_record, write_record
@@ -141,9 +139,11 @@ def _become_worker(spec: WorkerSpec, report_fd: int) -> None:  # pragma: no cove
 
 def _exec_worker(spec: WorkerSpec, lock: FlockLock, report_fd: int) -> None:  # pragma: no cover
     try:
+        me = identity_of(os.getpid())
+        assert me is not None
         record = PidRecord(
             pid=os.getpid(),
-            process_start_time=psutil.Process().create_time(),
+            process_start_time=me.start_time,
             start_ticks=start_ticks(os.getpid()),
             boot_id=current_boot_id(),
             executable=str(spec.executable),

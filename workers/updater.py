@@ -32,7 +32,7 @@ from supervisor.paths import HomePaths
 from supervisor.pidrecord import read_record, remove_record, write_record
 from supervisor.standalone import ReleaseSource, read_source
 from supervisor.statefile import StateFileError, read_json_object, write_json_atomic
-from supervisor.updates import Image, should_reexec_updater
+from supervisor.updates import Image, refresh_app_server, should_reexec_updater
 from workers.signals import SignalInbox
 
 # Set on the re-exec'd updater: it resumes the schedule instead of starting over.
@@ -163,7 +163,7 @@ class Updater:
         # The re-exec decision is made under daemon.lock too, so bootstrap cannot race
         # the handoff; the lock's fd is close-on-exec, so the exec releases it.
         with self.daemon.operation_lock(self.acquire_patiently):
-            refresh = self.daemon.refresh_app_server(managed)
+            refresh = refresh_app_server(self.daemon, managed)
             outcome["appServer"] = refresh.value
             log(f"app-server: {refresh.value}")
             own = read_record(self.paths.updater_record)
