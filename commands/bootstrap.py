@@ -28,11 +28,17 @@ class PersistedBootstrapOutput:
     help="Launch the app-server with remote control on (persisted).",
 )
 @click.option(
+    "--saved-remote-control",
+    is_flag=True,
+    hidden=True,
+    help="Keep the remote-control setting saved in settings.json (what --persist runs at boot).",
+)
+@click.option(
     "--persist",
     is_flag=True,
     help="Also run this bootstrap at every boot (systemd user unit, else crontab @reboot).",
 )
-def bootstrap(remote_control: bool, persist: bool) -> None:
+def bootstrap(remote_control: bool, saved_remote_control: bool, persist: bool) -> None:
     """Set up a machine: persist the remote-control setting, (re)start the app-server
     from the managed install, and (re)start the detached updater that keeps both on
     the newest release. With --persist, also install a systemd user unit (where
@@ -42,8 +48,10 @@ def bootstrap(remote_control: bool, persist: bool) -> None:
     "persistence": "systemd"|"cron" under --persist; exits 0, or 1 on failure (no
     managed install, an unmanaged app-server on the socket, nowhere to persist, ...)."""
     paths = home_paths()
+    # None: the saved setting stays, so a reboot does not undo enable/disable-remote-control.
+    wanted = None if saved_remote_control else remote_control
     if not persist:
-        run_and_print(lambda: Daemon(paths).bootstrap(remote_control))
+        run_and_print(lambda: Daemon(paths).bootstrap(wanted))
         return
 
     def bootstrap_and_persist() -> PersistedBootstrapOutput:
@@ -51,12 +59,10 @@ def bootstrap(remote_control: bool, persist: bool) -> None:
         from supervisor.persistence import persist as install_persistence
 
         daemon = Daemon(paths)
-        output = daemon.bootstrap(remote_control)
+        output = daemon.bootstrap(wanted)
         try:
             with daemon.operation_lock():
-                result = install_persistence(
-                    paths, remote_control, PersistenceTools.from_environment()
-                )
+                result = install_persistence(paths, PersistenceTools.from_environment())
         except DaemonError as error:
             raise DaemonError(f"bootstrapped, but not persisted: {error}") from error
         if result.warning is not None:

@@ -216,11 +216,14 @@ class Daemon:
                 app_server_version=None if info is None else info.app_server_version,
             )
 
-    def bootstrap(self, remote_control: bool) -> BootstrapOutput:
-        """Persist the setting, (re)start the app-server, then (re)start the updater."""
+    def bootstrap(self, remote_control: bool | None) -> BootstrapOutput:
+        """Persist the setting (None keeps the saved one), (re)start the app-server, then
+        (re)start the updater."""
         with self.operation_lock():
             require_managed_binary(self.paths.managed_binary)
-            settings = self.load_settings().with_remote_control(remote_control)
+            settings = self.load_settings()
+            if remote_control is not None:
+                settings = settings.with_remote_control(remote_control)
             self.refuse_unmanaged()
             save_settings(self.paths.settings_file, settings)
             self.stop_app_server()
@@ -228,7 +231,7 @@ class Daemon:
             self.stop_worker("updater", self.paths.updater_record)
             self.launch_updater()
             return BootstrapOutput(
-                remote_control_enabled=remote_control,
+                remote_control_enabled=settings.remote_control_enabled,
                 managed_codex_path=self.paths.managed_binary,
                 managed_codex_version=self.managed_version(),
                 socket_path=self.paths.socket_path,

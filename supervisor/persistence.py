@@ -1,6 +1,8 @@
 """Bringing the daemon back after a reboot: a systemd user unit where a user manager
 runs, else an `@reboot` crontab line. Either runs
-`<managed binary> app-server daemon bootstrap [--remote-control]` with CODEX_HOME set.
+`<managed binary> app-server daemon bootstrap --saved-remote-control` with CODEX_HOME
+set: the remote-control setting saved at boot time wins, so enabling or disabling it
+later needs no new unit.
 
 The unit is `Type=oneshot` with `RemainAfterExit=yes`: bootstrap detaches the
 app-server and the updater and exits once they answer, which a oneshot takes as
@@ -50,9 +52,8 @@ def unit_name(home: Path) -> str:
     return f"codexd-{home_tag(home)}.service"
 
 
-def bootstrap_command(managed_binary: Path, remote_control: bool) -> list[str]:
-    command = [str(managed_binary), "app-server", "daemon", "bootstrap"]
-    return [*command, "--remote-control"] if remote_control else command
+def bootstrap_command(managed_binary: Path) -> list[str]:
+    return [str(managed_binary), "app-server", "daemon", "bootstrap", "--saved-remote-control"]
 
 
 def _refuse_control_characters(value: str) -> str:
@@ -78,9 +79,9 @@ def systemd_quote(value: str, *, in_command: bool) -> str:
     return f'"{quoted}"'
 
 
-def unit_text(home: Path, managed_binary: Path, remote_control: bool) -> str:
+def unit_text(home: Path, managed_binary: Path) -> str:
     # systemd expands $VARIABLES in a command's arguments, not in its path.
-    executable, *arguments = bootstrap_command(managed_binary, remote_control)
+    executable, *arguments = bootstrap_command(managed_binary)
     exec_start = " ".join(
         [
             systemd_quote(executable, in_command=False),
@@ -110,7 +111,7 @@ def cron_marker(home: Path) -> str:
     return f"# {CRON_MARKER} {home_tag(home)}"
 
 
-def cron_line(home: Path, managed_binary: Path, remote_control: bool, boot_log: Path) -> str:
+def cron_line(home: Path, managed_binary: Path, boot_log: Path) -> str:
     """`@reboot` and a sh command; `%` means newline to cron, so it is escaped."""
     command = " ".join(
         [
@@ -119,7 +120,7 @@ def cron_line(home: Path, managed_binary: Path, remote_control: bool, boot_log: 
             "exec",
             *(
                 shlex.quote(_refuse_control_characters(word))
-                for word in bootstrap_command(managed_binary, remote_control)
+                for word in bootstrap_command(managed_binary)
             ),
             f">>{shlex.quote(str(boot_log))}",
             "2>&1",
@@ -236,9 +237,9 @@ def _linger_warning(tools: PersistenceTools) -> str | None:
     return None
 
 
-def install_unit(paths: HomePaths, remote_control: bool, tools: PersistenceTools) -> None:
+def install_unit(paths: HomePaths, tools: PersistenceTools) -> None:
     name = unit_name(paths.home)
-    text = unit_text(paths.home, paths.managed_binary, remote_control)
+    text = unit_text(paths.home, paths.managed_binary)
     try:
         tools.unit_dir.mkdir(parents=True, exist_ok=True)
         temporary = tools.unit_dir / f".{name}.{os.getpid()}.tmp"
@@ -268,10 +269,8 @@ def remove_unit(paths: HomePaths, tools: PersistenceTools) -> bool:
     return True
 
 
-def install_cron_line(paths: HomePaths, remote_control: bool, tools: PersistenceTools) -> None:
-    line = cron_line(
-        paths.home, paths.managed_binary, remote_control, paths.state_dir / BOOT_LOG_NAME
-    )
+def install_cron_line(paths: HomePaths, tools: PersistenceTools) -> None:
+    line = cron_line(paths.home, paths.managed_binary, paths.state_dir / BOOT_LOG_NAME)
     write_crontab(tools, crontab_with_ours(read_crontab(tools), paths.home, line))
 
 
@@ -287,15 +286,15 @@ def remove_cron_line(paths: HomePaths, tools: PersistenceTools) -> bool:
     return True
 
 
-def persist(paths: HomePaths, remote_control: bool, tools: PersistenceTools) -> PersistResult:
+def persist(paths: HomePaths, tools: PersistenceTools) -> PersistResult:
     """Install this home's unit, or its cron line, replacing what an earlier call left."""
     kind = choose_persistence(systemd_user_manager_runs(tools), crontab_present(tools))
     if kind is PersistenceKind.SYSTEMD:
         remove_cron_line(paths, tools)
-        install_unit(paths, remote_control, tools)
+        install_unit(paths, tools)
         return PersistResult(kind, _linger_warning(tools))
     remove_unit(paths, tools)
-    install_cron_line(paths, remote_control, tools)
+    install_cron_line(paths, tools)
     return PersistResult(kind)
 
 

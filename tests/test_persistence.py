@@ -59,16 +59,9 @@ def test_systemd_quote_refuses_newlines() -> None:
         systemd_quote("a\nb", in_command=True)
 
 
-@pytest.mark.parametrize(
-    ("remote_control", "exec_start"),
-    [
-        (False, f"ExecStart={MANAGED} app-server daemon bootstrap\n"),
-        (True, f"ExecStart={MANAGED} app-server daemon bootstrap --remote-control\n"),
-    ],
-)
-def test_unit_text(remote_control: bool, exec_start: str) -> None:
-    text = unit_text(HOME, MANAGED, remote_control)
-    assert exec_start in text
+def test_unit_text_bootstraps_with_the_saved_remote_control_setting() -> None:
+    text = unit_text(HOME, MANAGED)
+    assert f"ExecStart={MANAGED} app-server daemon bootstrap --saved-remote-control\n" in text
     assert f"Environment=CODEX_HOME={HOME}\n" in text
     assert "Type=oneshot\n" in text
     assert "RemainAfterExit=yes\n" in text
@@ -89,34 +82,25 @@ def parse_cron_line(line: str) -> tuple[str, list[str]]:
     return schedule, words
 
 
-@pytest.mark.parametrize(
-    ("home", "remote_control"),
-    [
-        (HOME, False),
-        (HOME, True),
-        (Path("/srv/codex homes/100% x's"), True),
-    ],
-)
-def test_cron_line_parses_back(home: Path, remote_control: bool) -> None:
+@pytest.mark.parametrize("home", [HOME, Path("/srv/codex homes/100% x's")])
+def test_cron_line_parses_back(home: Path) -> None:
     managed = home / "packages/standalone/current/codex"
     boot_log = home / "app-server-daemon/boot.log"
-    line = cron_line(home, managed, remote_control, boot_log)
+    line = cron_line(home, managed, boot_log)
     assert "\n" not in line
     assert "%" not in line.replace("\\%", "")
     schedule, words = parse_cron_line(line)
     assert schedule == "@reboot"
-    bootstrap = [str(managed), "app-server", "daemon", "bootstrap"]
-    if remote_control:
-        bootstrap.append("--remote-control")
+    bootstrap = [str(managed), "app-server", "daemon", "bootstrap", "--saved-remote-control"]
     assert words == [
         "umask", "077;", f"CODEX_HOME={home}", "exec", *bootstrap, f">>{boot_log}", "2>&1",
     ]  # fmt: skip
     assert line.endswith(cron_marker(home))
 
 
-OURS = cron_line(HOME, MANAGED, False, HOME / "boot.log")
+OURS = cron_line(HOME, MANAGED, HOME / "boot.log")
 OTHER_HOME = Path("/home/me/other")
-THEIRS = cron_line(OTHER_HOME, OTHER_HOME / "codex", False, OTHER_HOME / "boot.log")
+THEIRS = cron_line(OTHER_HOME, OTHER_HOME / "codex", OTHER_HOME / "boot.log")
 
 
 @pytest.mark.parametrize(
@@ -164,7 +148,7 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
     managed.write_text("#!/bin/sh\n")
     managed.chmod(0o755)
     unit = tmp_path / unit_name(home)
-    unit.write_text(unit_text(home, managed, True))
+    unit.write_text(unit_text(home, managed))
     completed = subprocess.run(
         ["systemd-analyze", "verify", str(unit)],
         capture_output=True,
@@ -238,12 +222,12 @@ def test_persist_with_a_user_manager_installs_and_enables_the_unit(tmp_path: Pat
     tools = tools_in(tmp_path, fake_tools(tmp_path, user_manager=True, cron=True))
     (tmp_path / "crontab").write_text(f"0 * * * * backup\n{cron_marker(paths.home)}\n")
 
-    result = persist(paths, True, tools)
+    result = persist(paths, tools)
 
     assert result.kind is PersistenceKind.SYSTEMD
     assert result.warning is not None and "enable-linger" in result.warning
     unit = tools.unit_dir / unit_name(paths.home)
-    assert unit.read_text() == unit_text(paths.home, paths.managed_binary, True)
+    assert unit.read_text() == unit_text(paths.home, paths.managed_binary)
     assert calls(tmp_path)[-2:] == ["--user daemon-reload", f"--user enable {unit.name}"]
     assert (tmp_path / "crontab").read_text() == "0 * * * * backup\n"  # an old cron line goes
     assert persisted_kind(paths, tools) is PersistenceKind.SYSTEMD
@@ -260,14 +244,14 @@ def test_persist_without_a_user_manager_adds_one_cron_line(tmp_path: Path) -> No
     tools = tools_in(tmp_path, fake_tools(tmp_path, user_manager=False, cron=True))
     (tmp_path / "crontab").write_text("MAILTO=me\n0 * * * * backup\n")
 
-    assert persist(paths, False, tools).kind is PersistenceKind.CRON
-    assert persist(paths, True, tools).kind is PersistenceKind.CRON
+    assert persist(paths, tools).kind is PersistenceKind.CRON
+    assert persist(paths, tools).kind is PersistenceKind.CRON
 
     lines = (tmp_path / "crontab").read_text().splitlines()
     assert lines[:2] == ["MAILTO=me", "0 * * * * backup"]
     assert len(lines) == 3
     schedule, words = parse_cron_line(lines[2])
-    assert schedule == "@reboot" and words[-3] == "--remote-control"
+    assert schedule == "@reboot" and words[-3] == "--saved-remote-control"
     assert persisted_kind(paths, tools) is PersistenceKind.CRON
     assert not tools.unit_dir.exists()
 
@@ -278,7 +262,7 @@ def test_persist_without_a_user_manager_adds_one_cron_line(tmp_path: Path) -> No
 def test_persist_with_no_crontab_yet_creates_one(tmp_path: Path) -> None:
     paths = HomePaths(tmp_path / "home")
     tools = tools_in(tmp_path, fake_tools(tmp_path, user_manager=False, cron=True))
-    assert persist(paths, False, tools).kind is PersistenceKind.CRON
+    assert persist(paths, tools).kind is PersistenceKind.CRON
     assert (tmp_path / "crontab").read_text().startswith("@reboot ")
 
 
@@ -286,7 +270,7 @@ def test_persist_with_neither_fails_and_writes_nothing(tmp_path: Path) -> None:
     paths = HomePaths(tmp_path / "home")
     tools = tools_in(tmp_path, fake_tools(tmp_path, user_manager=False, cron=False))
     with pytest.raises(DaemonError, match="cannot persist"):
-        persist(paths, False, tools)
+        persist(paths, tools)
     assert not tools.unit_dir.exists()
 
 
@@ -346,3 +330,22 @@ def test_bootstrap_persist_with_nowhere_to_persist_fails_after_bootstrapping(
     assert result.returncode == 1
     assert result.stdout == ""
     assert "bootstrapped, but not persisted" in result.stderr
+
+
+def test_the_boot_time_bootstrap_keeps_a_remote_control_change_made_after_persisting(
+    home: Home, tmp_path: Path
+) -> None:
+    env = persist_env(home, tmp_path, user_manager=False)
+    assert home.ok("bootstrap", "--persist", env=env)["remoteControlEnabled"] is False
+    assert home.ok("enable-remote-control", env=env)["status"] == "enabled"
+    home.ok("stop", env=env)
+
+    (line,) = (tmp_path / "fake" / "crontab").read_text().splitlines()
+    _, words = parse_cron_line(line)
+    boot_args = words[words.index("exec") + 2 : -2]  # what the line runs, as at boot
+    assert boot_args[-1] == "--saved-remote-control"
+    output = home.ok(*boot_args, env=env)
+
+    assert output["status"] == "bootstrapped"
+    assert output["remoteControlEnabled"] is True
+    assert '"remoteControlEnabled": true' in home.paths.settings_file.read_text()
