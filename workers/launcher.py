@@ -15,6 +15,7 @@ record written, or `error <message>`; it is close-on-exec, so end-of-file after
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
 import signal
@@ -66,13 +67,11 @@ def launch(spec: WorkerSpec) -> int:
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the forked child
         os.close(read_end)
-        status = 1
         try:
-            _become_worker(spec, write_end)
+            _become_worker(spec, write_end)  # returns only by raising
         except BaseException as error:
-            _report(write_end, f"error {spec.name} launcher failed: {error}")
-        finally:
-            os._exit(status)
+            _report(write_end, f"error cannot launch {spec.name}: {error}")
+        os._exit(1)
     os.close(write_end)
     try:
         os.waitpid(child, 0)  # returns at once: DaemonContext's first fork exits
@@ -110,7 +109,16 @@ def _become_worker(spec: WorkerSpec, report_fd: int) -> None:  # pragma: no cove
     # Imported here: only the launching child needs python-daemon.
     import daemon
 
-    log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    # O_NOFOLLOW: a log swapped for a symlink must not make us append to another file.
+    try:
+        log_fd = os.open(
+            spec.log_path,
+            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+            0o600,
+        )
+    except OSError as error:
+        reason = "it is a symlink" if error.errno == errno.ELOOP else error.strerror
+        raise DaemonError(f"cannot open log {spec.log_path}: {reason}") from error
     log = os.fdopen(log_fd, "ab", buffering=0)
     # An explicit /dev/null: left to itself, DaemonContext opens it after closing every
     # fd, gets fd 0 back close-on-exec, and the worker would start without stdin.
