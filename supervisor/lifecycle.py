@@ -33,8 +33,7 @@ from supervisor.exits import ProcessHandle
 from supervisor.faults import PAUSE_ENV, pause_point
 from supervisor.identity import identity_of
 from supervisor.locks import FlockLock, LockFailed, LockTimeout
-from supervisor.logs import rotate_before_launch, rotate_if_needed
-from supervisor.managed import managed_version, require_managed_binary
+from supervisor.managed import managed_digest, managed_version, require_managed_binary
 from supervisor.output import (
     BootstrapOutput,
     LifecycleOutput,
@@ -102,7 +101,13 @@ class Daemon:
         return observe_worker(self.paths.app_server_record)
 
     def managed_version(self) -> str | None:
-        return managed_version(self.paths.managed_binary, self.paths.managed_version_cache)
+        return managed_version(self.paths.managed_binary, self.paths.managed_binary_cache)
+
+    def executable_digest(self, executable: Path) -> str:
+        digest = managed_digest(executable, self.paths.managed_binary_cache)
+        if digest is None:
+            raise DaemonError(f"cannot read the managed binary {executable}")
+        return digest
 
     def load_settings(self) -> Settings:
         try:
@@ -133,6 +138,8 @@ class Daemon:
         try:
             pause_point("locked")
             # Every mutating command and every updater pass keeps the logs bounded.
+            from supervisor.logs import rotate_if_needed  # `version` takes no lock: skip it
+
             rotate_if_needed(self.paths)
             yield
         finally:
@@ -251,14 +258,18 @@ class Daemon:
     def launch_updater(self) -> int:
         from workers.launcher import WorkerSpec, launch  # only launching commands need it
 
+        executable = require_managed_binary(self.paths.managed_binary)
         remove_record(self.paths.updater_record)  # stale: its lock is free
+        from supervisor.logs import rotate_before_launch
+
         rotate_before_launch(self.paths.updater_log)  # nobody writes it now
         return launch(
             WorkerSpec(
                 name="updater",
                 record_path=self.paths.updater_record,
                 log_path=self.paths.updater_log,
-                executable=require_managed_binary(self.paths.managed_binary),
+                executable=executable,
+                executable_digest=self.executable_digest(executable),
                 args=list(UPDATER_ARGS),
                 env=worker_environment(self.paths.home),
             )
@@ -273,6 +284,8 @@ class Daemon:
         args = ["app-server", "--listen", "unix://"]
         if settings.remote_control_enabled:
             args = ["--enable", "remote_control", *args]
+        from supervisor.logs import rotate_before_launch
+
         rotate_before_launch(self.paths.app_server_log)  # nobody writes it now
         log_offset = _file_size(self.paths.app_server_log)
         pid = launch(
@@ -281,6 +294,7 @@ class Daemon:
                 record_path=self.paths.app_server_record,
                 log_path=self.paths.app_server_log,
                 executable=executable,
+                executable_digest=self.executable_digest(executable),
                 args=args,
                 env=worker_environment(self.paths.home),
                 remote_control_enabled=settings.remote_control_enabled,

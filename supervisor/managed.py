@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from supervisor.decisions import parse_version_output
 from supervisor.errors import DaemonError
+from supervisor.identity import file_digest
 from supervisor.statefile import StateFileError, read_json_object, write_json_atomic
 
 VERSION_TIMEOUT_SECONDS = 10.0
@@ -27,29 +29,52 @@ def require_managed_binary(managed_binary: Path) -> Path:
 
 
 def managed_version(managed_binary: Path, cache: Path | None = None) -> str | None:
-    """What `<managed binary> --version` reports, None when it cannot say.
+    """What `<managed binary> --version` reports, None when it cannot say."""
+    return _cached_fact(managed_binary, cache, "version", _run_version)
 
-    Running a release costs far more than the command that asks, so the answer is
-    kept in `cache`, keyed by the resolved file's identity (device, inode, size,
-    mtime): any replacement of the file asks again."""
+
+def managed_digest(managed_binary: Path, cache: Path | None = None) -> str | None:
+    """The resolved managed binary's content digest, None when it cannot be read."""
+
+    def digest(path: Path) -> str | None:
+        try:
+            return file_digest(path)
+        except OSError:
+            return None
+
+    return _cached_fact(managed_binary, cache, "digest", digest)
+
+
+def _cached_fact(
+    managed_binary: Path, cache: Path | None, name: str, compute: Callable[[Path], str | None]
+) -> str | None:
+    """A fact about the resolved managed binary, kept in `cache` keyed by the file's
+    identity (device, inode, size, mtime, ctime): running a release or hashing a
+    300 MB binary costs far more than the command that asks, and any write to or
+    replacement of the file changes the key."""
     resolved = Path(os.path.realpath(managed_binary))
     try:
         stat = resolved.stat()
     except OSError:
         return None
-    key = f"{resolved}:{stat.st_dev}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
+    key = (
+        f"{resolved}:{stat.st_dev}:{stat.st_ino}:{stat.st_size}:"
+        f"{stat.st_mtime_ns}:{stat.st_ctime_ns}"
+    )
+    entry: dict[str, object] = {}
     if cache is not None:
-        try:
-            cached = read_json_object(cache) or {}
-        except StateFileError:
-            cached = {}
-        if cached.get("key") == key and isinstance(cached.get("version"), str):
-            return str(cached["version"])
-    version = _run_version(resolved)
-    if cache is not None and version is not None:
+        with contextlib.suppress(StateFileError):
+            entry = read_json_object(cache) or {}
+        if entry.get("key") != key:
+            entry = {"key": key}
+        cached = entry.get(name)
+        if isinstance(cached, str):
+            return cached
+    value = compute(resolved)
+    if cache is not None and value is not None:
         with contextlib.suppress(StateFileError):  # only a cache
-            write_json_atomic(cache, {"key": key, "version": version})
-    return version
+            write_json_atomic(cache, {**entry, name: value})
+    return value
 
 
 def _run_version(executable: Path) -> str | None:

@@ -6,7 +6,6 @@ Pure path arithmetic: nothing here touches the file system except
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +40,8 @@ class HomePaths:
         return self.state_dir / "settings.json"
 
     @property
-    def managed_version_cache(self) -> Path:
-        return self.state_dir / "managed-version.json"
+    def managed_binary_cache(self) -> Path:
+        return self.state_dir / "managed-binary.json"
 
     @property
     def daemon_lock(self) -> Path:
@@ -101,6 +100,8 @@ def private_socket_dir(socket_path: Path, uid: int, runtime_dir: str | None) -> 
     One directory per public socket path, so two homes never share a socket.
     `$XDG_RUNTIME_DIR` is per-user already; `/tmp` needs a per-user parent.
     """
+    import hashlib  # only long socket paths need it
+
     tag = hashlib.sha256(os.fsencode(socket_path)).hexdigest()[:16]
     base = Path(runtime_dir) / "codexd" if runtime_dir else Path("/tmp") / f"codexd-{uid}"
     return base / tag

@@ -10,7 +10,6 @@ the proxy and the app-server keep using `websockets`.
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import socket
 import struct
@@ -35,7 +34,11 @@ class FrameTooBigError(Exception):
 
 
 def accept_key(key: bytes) -> bytes:
-    return base64.b64encode(hashlib.sha1(key + _GUID).digest())
+    # CPython's builtin SHA-1: hashlib would load OpenSSL, several ms per probe.
+    from _sha1 import sha1  # type: ignore[import-not-found]
+
+    digest: bytes = sha1(key + _GUID).digest()
+    return base64.b64encode(digest)
 
 
 def encode_frame(opcode: int, payload: bytes, mask: bytes) -> bytes:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from supervisor.errors import DaemonError
-from supervisor.managed import managed_version, require_managed_binary
+from supervisor.identity import file_digest
+from supervisor.managed import managed_digest, managed_version, require_managed_binary
 
 
 def fake_binary(path: Path, version: str, counter: Path) -> Path:
@@ -27,7 +29,7 @@ def test_version_is_the_second_word_of_version_output(tmp_path: Path) -> None:
 
 def test_cached_version_is_reused_until_the_file_changes(tmp_path: Path) -> None:
     counter = tmp_path / "runs"
-    cache = tmp_path / "managed-version.json"
+    cache = tmp_path / "managed-binary.json"
     binary = fake_binary(tmp_path / "codex", "1.2.3", counter)
     assert managed_version(binary, cache) == "1.2.3"
     assert managed_version(binary, cache) == "1.2.3"
@@ -40,7 +42,7 @@ def test_cached_version_is_reused_until_the_file_changes(tmp_path: Path) -> None
 
 
 def test_corrupt_cache_is_ignored_and_rewritten(tmp_path: Path) -> None:
-    cache = tmp_path / "managed-version.json"
+    cache = tmp_path / "managed-binary.json"
     cache.write_text("{not json")
     binary = fake_binary(tmp_path / "codex", "1.2.3", tmp_path / "runs")
     assert managed_version(binary, cache) == "1.2.3"
@@ -60,3 +62,29 @@ def test_missing_managed_binary_error_names_path_and_install_sh(tmp_path: Path) 
     with pytest.raises(DaemonError, match=r"install\.sh") as error:
         require_managed_binary(missing)
     assert str(missing) in str(error.value)
+
+
+def test_digest_is_cached_by_file_identity_and_recomputed_after_a_write(tmp_path: Path) -> None:
+    cache = tmp_path / "managed-binary.json"
+    binary = tmp_path / "codex"
+    binary.write_bytes(b"release one")
+    assert managed_digest(binary, cache) == file_digest(binary)
+
+    # A cached answer is used as long as the file is the same file...
+    entry = json.loads(cache.read_text())
+    cache.write_text(json.dumps({**entry, "digest": "sha256:cached"}))
+    assert managed_digest(binary, cache) == "sha256:cached"
+
+    # ...and any write to it (same size, even) asks again.
+    binary.write_bytes(b"release two")
+    assert managed_digest(binary, cache) == file_digest(binary)
+
+
+def test_version_and_digest_share_one_cache_entry(tmp_path: Path) -> None:
+    cache = tmp_path / "managed-binary.json"
+    binary = fake_binary(tmp_path / "codex", "1.2.3", tmp_path / "runs")
+    assert managed_version(binary, cache) == "1.2.3"
+    assert managed_digest(binary, cache) == file_digest(binary)
+    entry = json.loads(cache.read_text())
+    assert entry["version"] == "1.2.3"
+    assert entry["digest"] == file_digest(binary)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from supervisor.errors import DaemonError
-from supervisor.identity import current_boot_id, file_digest, identity_of, start_ticks
+from supervisor.identity import current_boot_id, identity_of, start_ticks
 from supervisor.locks import FlockLock
 from supervisor.paths import lock_path_for
 from supervisor.pidrecord import PidRecord, remove_record, write_record
@@ -53,6 +53,7 @@ class WorkerSpec:
     record_path: Path
     log_path: Path
     executable: Path  # resolved: what actually runs, even if `current` moves later
+    executable_digest: str
     args: list[str]
     env: dict[str, str]
     remote_control_enabled: bool | None = None
@@ -155,7 +156,7 @@ def _exec_worker(spec: WorkerSpec, lock: FlockLock, report_fd: int) -> None:  # 
             start_ticks=start_ticks(os.getpid()),
             boot_id=current_boot_id(),
             executable=str(spec.executable),
-            executable_digest=file_digest(spec.executable),
+            executable_digest=spec.executable_digest,
             remote_control_enabled=spec.remote_control_enabled,
             socket_path=spec.socket_path,
             extra=dict(spec.extra_record),

@@ -23,11 +23,10 @@ from typing import Any
 from supervisor import config
 from supervisor.errors import DaemonError
 from supervisor.exits import ProcessHandle
-from supervisor.identity import file_digest
 from supervisor.lifecycle import UPDATER_ARGS, Daemon
 from supervisor.locks import AlreadyLocked, FlockLock
 from supervisor.logs import log_settings, rotate_if_needed
-from supervisor.managed import managed_version, require_managed_binary
+from supervisor.managed import managed_digest, managed_version, require_managed_binary
 from supervisor.paths import HomePaths
 from supervisor.pidrecord import read_record, remove_record, write_record
 from supervisor.standalone import ReleaseSource, read_source
@@ -155,10 +154,11 @@ class Updater:
         if installer != "ok":
             return
         managed_path = require_managed_binary(self.paths.managed_binary)
-        managed = Image(
-            file_digest(managed_path),
-            managed_version(managed_path, self.paths.managed_version_cache),
-        )
+        cache = self.paths.managed_binary_cache
+        digest = managed_digest(managed_path, cache)
+        if digest is None:
+            raise DaemonError(f"cannot read the managed binary {managed_path}")
+        managed = Image(digest, managed_version(managed_path, cache))
         outcome.update(managedBinary=str(managed_path), managedDigest=managed.digest)
         # The re-exec decision is made under daemon.lock too, so bootstrap cannot race
         # the handoff; the lock's fd is close-on-exec, so the exec releases it.
