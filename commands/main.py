@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from commands.common import JsonOutput, home_paths, run_and_print
 from supervisor.version import CODEXD_VERSION
+
+if TYPE_CHECKING:
+    from commands.common import JsonOutput
 
 LIFECYCLE_COMMANDS = (
     "start",
@@ -34,6 +37,7 @@ def lifecycle_command(argv: list[str]) -> str | None:
 
 
 def operation(command: str) -> Callable[[], JsonOutput]:
+    from commands.common import home_paths
     from supervisor.lifecycle import Daemon
 
     daemon = Daemon(home_paths())
@@ -55,6 +59,8 @@ def main() -> None:
         return
     command = lifecycle_command(argv)
     if command is not None:
+        from commands.common import run_and_print
+
         run_and_print(operation(command))
         return
     from commands.cli import main as click_main
