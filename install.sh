@@ -75,7 +75,17 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' HUP TERM
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/codexd-install.XXXXXX") || die "cannot create a temporary directory"
+# The temp dir is named for this process, so a later run can remove what a SIGKILLed
+# one (which no trap sees) left behind.
+uid=$(id -u)
+for stale in "${TMPDIR:-/tmp}"/codexd-install.*.*; do
+	[ -d "$stale" ] && [ -n "$(find "$stale" -maxdepth 0 -user "$uid" 2>/dev/null)" ] || continue
+	pid=${stale##*/codexd-install.}
+	pid=${pid%%.*}
+	case $pid in '' | *[!0-9]*) continue ;; esac
+	kill -0 "$pid" 2>/dev/null || rm -rf "$stale"
+done
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/codexd-install.$$.XXXXXX") || die "cannot create a temporary directory"
 
 # rename_over SRC DST: rename(2) SRC onto DST, replacing a file or symlink at DST in one step.
 mv_t=0
@@ -261,8 +271,11 @@ mv "$tmp/codex" "$staged/codex"
 chmod 0755 "$staged/codex"
 # Run from the release dir's file system ($TMPDIR may be noexec). The first run also
 # unpacks a pex's venv, so the daemon's first start from it is fast.
-"$staged/codex" --version >"$tmp/version" 2>"$tmp/version.err" </dev/null ||
-	die "release $release does not run: 'codex --version' failed: $(sed -n '1,5p' "$tmp/version.err")"
+if ! "$staged/codex" --version >"$tmp/version" 2>"$tmp/version.err" </dev/null; then
+	hint=
+	have python3 || hint=" (no python3 on PATH: a codexd release runs with the machine's python3; install it)"
+	die "release $release does not run: 'codex --version' failed$hint: $(sed -n '1,5p' "$tmp/version.err")"
+fi
 say "verified release $release: $(sed -n 1p "$tmp/version")"
 printf 'release=%s\nsha256=%s\n' "$release" "$expected" >"$staged/$marker_name"
 chmod 0644 "$staged/$marker_name"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import NoReturn
 
@@ -20,4 +21,9 @@ def run_app_server(listen: str, features: tuple[str, ...]) -> NoReturn:
     # Imported here: the lifecycle commands never need the server.
     from workers.app_server import serve
 
-    sys.exit(serve(home_paths().home, remote_control="remote_control" in features))
+    status = serve(home_paths().home, remote_control="remote_control" in features)
+    # The socket is gone and the log flushed: skip the interpreter's teardown, which
+    # would only make `stop` wait longer.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

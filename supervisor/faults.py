@@ -2,7 +2,10 @@
 there. Unset in normal use; `CODEXD_TEST_PAUSE_AT=<point>:<marker file>` arms it.
 
 Points: `locked` (daemon.lock just taken), `launched` (app-server launched, not yet
-ready), `signalled` (SIGTERM sent to the app-server, exit not yet seen).
+ready), `signalled` (SIGTERM sent to the app-server, exit not yet seen), and
+`staged-<file name>` (a state file's new content written and fsynced beside it, not
+yet renamed over it: `staged-settings.json` in the CLI, `staged-app-server.pid` in
+the detached worker before its exec).
 """
 
 from __future__ import annotations

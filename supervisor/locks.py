@@ -31,6 +31,12 @@ LOCK_RETRY_SECONDS = 0.01
 PROBE_PATIENCE_SECONDS = 0.05
 
 
+def _reason(error: OSError) -> str:
+    if error.errno == errno.ELOOP:
+        return "it is a symlink; refusing to follow it (remove it)"
+    return error.strerror or str(error)
+
+
 def _try_flock(fd: int, operation: int) -> bool:
     try:
         fcntl.flock(fd, operation | fcntl.LOCK_NB)
@@ -53,10 +59,12 @@ class FlockLock:
         self.fd: int | None = None
 
     def _open(self) -> int:
+        # O_NOFOLLOW: a lock file swapped for a symlink must not make us create or lock
+        # a file elsewhere.
         try:
-            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         except OSError as error:
-            raise LockFailed(f"cannot open lock file {self.path}: {error.strerror}") from error
+            raise LockFailed(f"cannot open lock file {self.path}: {_reason(error)}") from error
 
     def acquire(self, timeout: float | None = None) -> None:
         """Block until locked. `timeout` None waits forever, <= 0 tries briefly
@@ -98,9 +106,15 @@ class FlockLock:
         if self.fd is not None:
             return True
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         except FileNotFoundError:
             return False
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                # A symlink: none of our workers can hold it (they never follow one),
+                # and taking it fails with a message that names it.
+                return False
+            raise
         try:
             # Shared: two probes never see each other as the holder.
             return not _try_flock(fd, fcntl.LOCK_SH)

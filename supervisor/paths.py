@@ -60,6 +60,11 @@ class HomePaths:
         return self.state_dir / "app-server-updater.pid"
 
     @property
+    def updater_installer_record(self) -> Path:
+        """The updater's running installer, so a successor can end it."""
+        return self.state_dir / "app-server-updater.installer.json"
+
+    @property
     def updater_last_pass(self) -> Path:
         return self.state_dir / "app-server-updater.last-pass.json"
 

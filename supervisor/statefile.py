@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from supervisor.faults import pause_point
+from supervisor.identity import identity_of
+
 STATE_DIR_MODE = 0o700
 STATE_FILE_MODE = 0o600
+# `.<name>.<writer pid>.<random>.tmp`: the pid tells a dead writer's leftover from a
+# live writer's work in progress.
+_TEMP_FILE = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[A-Za-z0-9_]+\.tmp")
 
 
 class StateFileError(Exception):
@@ -18,13 +26,29 @@ class StateFileError(Exception):
 
 def ensure_private_dir(path: Path) -> None:
     """Create `path` (and parents) and make sure it is 0700: it holds pid records and
-    logs that name our processes."""
+    logs that name our processes. Temp files left by writers killed mid-write go."""
     try:
         path.mkdir(mode=STATE_DIR_MODE, parents=True, exist_ok=True)
         if path.stat().st_mode & 0o777 != STATE_DIR_MODE:
             path.chmod(STATE_DIR_MODE)
     except OSError as error:
         raise StateFileError(f"cannot create state directory {path}: {error.strerror}") from error
+    remove_stale_temp_files(path)
+
+
+def remove_stale_temp_files(directory: Path) -> list[str]:
+    """Remove the temp files of `write_atomic` calls whose process is gone (a SIGKILL
+    between the write and the rename; a zombie counts as gone); the names removed."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(directory):
+            match = _TEMP_FILE.fullmatch(entry.name)
+            if match is None or identity_of(int(match["pid"])) is not None:
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(entry.name)
+    return removed
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -32,7 +56,9 @@ def write_atomic(path: Path, data: bytes) -> None:
 
     The rename replaces a symlink at `path` rather than writing through it."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
+        )
     except OSError as error:
         raise StateFileError(f"cannot write {path}: {error.strerror}") from error
     try:
@@ -41,9 +67,11 @@ def write_atomic(path: Path, data: bytes) -> None:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
+        pause_point(f"staged-{path.name}")
         os.replace(tmp, path)
     except OSError as error:
-        os.unlink(tmp)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise StateFileError(f"cannot write {path}: {error.strerror}") from error
 
 

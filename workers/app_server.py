@@ -38,6 +38,9 @@ MAX_FRAME_BYTES = 1024 * 1024
 # Shutdown must finish within a second, even with clients that ignore the close frame.
 CLOSE_TIMEOUT_SECONDS = 0.25
 SHUTDOWN_TIMEOUT_SECONDS = 0.5
+# Pending connections the kernel queues before connect() fails with EAGAIN: a burst of
+# clients must not make a probe think nothing serves (asyncio's default is 100).
+LISTEN_BACKLOG = 1024
 
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
@@ -94,7 +97,8 @@ class Session:
             return []
         try:
             message = json.loads(frame)
-        except ValueError:
+        except (ValueError, RecursionError):
+            # RecursionError: valid JSON nested deeper than the parser goes.
             return []
         if not isinstance(message, dict):
             return []
@@ -250,7 +254,8 @@ def bind_control_socket(home: Path, uid: int, runtime_dir: str | None) -> BoundS
         sock.close()
         if exc.errno == errno.EADDRINUSE:
             raise ServeError(f"control socket {public_path} is already in use") from exc
-        raise ServeError(f"control socket {bind_path}: {exc.strerror}") from exc
+        # "AF_UNIX path too long" and the like carry no strerror.
+        raise ServeError(f"control socket {bind_path}: {exc.strerror or exc}") from exc
     if symlink_path is not None:
         try:
             replace_with_symlink(symlink_path, bind_path)
@@ -328,6 +333,7 @@ async def serve_until_signalled(home: Path, remote_control: bool) -> int:
             sock=bound.sock,
             max_size=MAX_FRAME_BYTES,
             close_timeout=CLOSE_TIMEOUT_SECONDS,
+            backlog=LISTEN_BACKLOG,
         )
         public_path = HomePaths(home).socket_path
         where = f"{public_path} -> {bound.bind_path}" if bound.symlink_path else str(public_path)
@@ -338,6 +344,8 @@ async def serve_until_signalled(home: Path, remote_control: bool) -> int:
             flush=True,
         )
         await stop.wait()
+        # The socket goes first: a client arriving now is told at once nothing serves.
+        remove_control_socket(bound)
         server.close()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(server.wait_closed(), SHUTDOWN_TIMEOUT_SECONDS)

@@ -23,6 +23,7 @@ from typing import Any
 from supervisor import config
 from supervisor.errors import DaemonError
 from supervisor.exits import ProcessHandle
+from supervisor.identity import ProcessIdentity, identity_of
 from supervisor.lifecycle import UPDATER_ARGS, Daemon
 from supervisor.locks import AlreadyLocked, FlockLock
 from supervisor.logs import log_settings, rotate_if_needed
@@ -125,6 +126,7 @@ class Updater:
     def run(self) -> int:
         resumed = os.environ.pop(RESUMED_ENV, None) == "1"
         log(f"{'resumed after re-exec' if resumed else 'started'}; {self.describe_schedule()}")
+        self.end_orphaned_installer()
         try:
             self.sleep(self.interval if resumed else self.initial_delay)
             while True:
@@ -174,6 +176,25 @@ class Updater:
                 self.write_pass(outcome)
                 self.reexec(managed_path, managed.digest)
 
+    def end_orphaned_installer(self) -> None:
+        """An installer whose updater was SIGKILLed runs on in its own process group:
+        end that group, if its leader is still the process recorded."""
+        path = self.paths.updater_installer_record
+        try:
+            value = read_json_object(path) or {}
+            recorded = ProcessIdentity(
+                int(value["pid"]), float(value["processStartTime"]), str(value["bootId"])
+            )
+        except (StateFileError, KeyError, TypeError, ValueError):
+            recorded = None
+        live = None if recorded is None else identity_of(recorded.pid)
+        if recorded is not None and live is not None and live.same_process(recorded):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(recorded.pid, signal.SIGKILL)
+            log(f"ended installer process group {recorded.pid} left by a killed updater")
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
     def run_installer(self) -> str:
         """ "ok", or what went wrong; the installer's output goes to our log."""
         source = resolve_source(self.paths, dict(os.environ))
@@ -188,6 +209,14 @@ class Updater:
         installer = subprocess.Popen(
             command, env=env, stdin=subprocess.DEVNULL, start_new_session=True, cwd="/"
         )
+        # Recorded so that, should this updater be SIGKILLed, the next one ends it.
+        live = identity_of(installer.pid)
+        if live is not None:
+            with contextlib.suppress(StateFileError):
+                write_json_atomic(
+                    self.paths.updater_installer_record,
+                    {"pid": live.pid, "processStartTime": live.start_time, "bootId": live.boot_id},
+                )
         try:
             with ProcessHandle(installer.pid) as handle:
                 deadline = time.monotonic() + self.install_timeout
@@ -204,6 +233,8 @@ class Updater:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(installer.pid, signal.SIGKILL)
             installer.wait()
+            with contextlib.suppress(FileNotFoundError):
+                self.paths.updater_installer_record.unlink()
         if installer.returncode != 0:
             log(f"installer failed with exit status {installer.returncode}")
             return f"failed with exit status {installer.returncode}"
