@@ -8,17 +8,13 @@ not change it) and the tests copy that channel when they need to change it.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import os
 import shutil
 import signal
-import ssl
 import stat
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_for
+from tests.https_server import serve_https
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 INSTALL_SH = CHECKOUT / "install.sh"
@@ -561,43 +558,9 @@ def test_piped_install_uses_the_channel_then_the_recorded_source(
 
 @pytest.fixture
 def https_channel(tmp_path: Path, base: Published) -> Iterator[tuple[str, Path]]:
-    """The base channel served over https on 127.0.0.1 with a self-signed certificate;
-    yields the URL and the certificate for CURL_CA_BUNDLE."""
-    if shutil.which("openssl") is None or shutil.which("curl") is None:
-        pytest.skip("needs openssl and curl")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subject = ("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")
-    files = ("-keyout", str(key), "-out", str(cert))
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            *subject,
-            *files,
-        ],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(base.channel))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}", cert
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    """The base channel served over https; yields the URL and the certificate."""
+    with serve_https(base.channel, tmp_path) as served:
+        yield served
 
 
 def test_curl_piped_to_sh_installs_from_an_https_channel(

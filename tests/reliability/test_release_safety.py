@@ -4,21 +4,19 @@ leaves nothing behind."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import http.server
 import os
 import random
-import shutil
 import signal
-import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.https_server import serve_https
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 PUBLISH_PY = CHECKOUT / "release" / "publish.py"
@@ -138,30 +136,10 @@ class TruncatingHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture
 def https_channel(tmp_path: Path, installed: tuple[Path, Path, str]) -> Iterator[tuple[str, Path]]:
-    if shutil.which("openssl") is None or shutil.which("curl") is None:
-        pytest.skip("needs openssl and curl")
     _, channel, _ = installed
     publish(channel, script_release(tmp_path / "v2", "0.2.0"))
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        capture_output=True, check=True, timeout=60,
-    )  # fmt: skip
-    handler = functools.partial(TruncatingHandler, directory=str(channel))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}", cert
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serve_https(channel, tmp_path, TruncatingHandler) as served:
+        yield served
 
 
 def test_a_truncated_download_is_refused_and_the_install_kept(
