@@ -32,7 +32,7 @@ from supervisor.errors import DaemonError
 from supervisor.exits import ProcessHandle
 from supervisor.faults import PAUSE_ENV, pause_point
 from supervisor.identity import identity_of
-from supervisor.locks import FlockLock, LockFailed, LockTimeout
+from supervisor.locks import FlockLock, LockFailed, LockTimeout, lock_holders
 from supervisor.managed import managed_digest, managed_version, require_managed_binary
 from supervisor.output import (
     BootstrapOutput,
@@ -158,8 +158,8 @@ class Daemon:
                 return self.lifecycle_output(
                     LifecycleStatus.ALREADY_RUNNING, is_managed(observation.state), info
                 )
-            if action is StartAction.WAIT_UNTIL_READY:
-                record = self.wait_for_record()
+            record = self.running_record() if action is StartAction.WAIT_UNTIL_READY else None
+            if record is not None:
                 try:
                     info = self.wait_until_ready(record.pid)
                     return self.lifecycle_output(LifecycleStatus.ALREADY_RUNNING, True, info)
@@ -196,10 +196,7 @@ class Daemon:
         with self.operation_lock():
             settings = self.load_settings()
             self.refuse_unmanaged()
-            observation = self.observe()
-            running: PidRecord | None = None
-            if is_managed(observation.state):
-                running = self.wait_for_record()
+            running = self.running_record()
             plan = remote_control_plan(
                 settings.remote_control_enabled,
                 wanted,
@@ -304,19 +301,17 @@ class Daemon:
         pause_point("launched")
         return pid, self.wait_until_ready(pid, log_offset)
 
-    def wait_for_record(self, record_path: Path | None = None) -> PidRecord:
-        """The record of a worker that holds its lock, once it names the holder."""
+    def running_record(self, record_path: Path | None = None) -> PidRecord | None:
+        """The record of the worker that holds its lock; None when none does. A worker
+        still starting is waited for until its record names it."""
         record_path = record_path or self.paths.app_server_record
         deadline = time.monotonic() + config.START_TIMEOUT_SECONDS
         while True:
             observation = observe_worker(record_path)
-            if observation.record is not None:
+            if observation.record is not None or not is_managed(observation.state):
                 return observation.record
-            if not is_managed(observation.state) or time.monotonic() >= deadline:
-                raise DaemonError(
-                    f"a worker holds {lock_path_for(record_path)} but {record_path} does not "
-                    "name it"
-                )
+            if time.monotonic() >= deadline:
+                raise DaemonError(unnamed_holder_message(record_path))
             time.sleep(config.READY_POLL_SECONDS)
 
     def wait_until_ready(self, pid: int, log_offset: int | None = None) -> ProbeInfo:
@@ -369,12 +364,10 @@ class Daemon:
         """Stop a worker, if one runs; False when none did. Clears a stale record (its
         worker is dead) without signalling anyone."""
         grace = config.stop_grace_seconds()
-        observation = observe_worker(record_path)
-        if observation.state is WorkerState.STALE:
-            remove_record(record_path)
-        if not is_managed(observation.state):
+        record = self.running_record(record_path)
+        if record is None:
+            remove_record(record_path)  # a dead worker's, if any: its lock is free
             return False
-        record = self.wait_for_record(record_path)
         stop_with_grace(name, record, grace)
         remove_record(record_path)
         return True
@@ -436,6 +429,18 @@ def stop_with_grace(name: str, record: PidRecord, grace_seconds: float) -> None:
                 )
             handle.send(signal.SIGKILL)
             killed, wait = True, config.KILL_WAIT_SECONDS
+
+
+def unnamed_holder_message(record_path: Path) -> str:
+    """Why a held lock has no live worker to show for it, naming who holds it: most
+    likely a child the worker started, which inherited the lock's fd and outlived it."""
+    lock = lock_path_for(record_path)
+    holders = ", ".join(str(pid) for pid in lock_holders(lock)) or "an unknown process"
+    return (
+        f"{lock} is held (pid {holders}) but {record_path} names no live worker: a "
+        "worker that never finished starting, or a child of a dead worker that kept the "
+        "lock; stop that process to continue"
+    )
 
 
 def worker_environment(home: Path) -> dict[str, str]:

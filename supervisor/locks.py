@@ -9,6 +9,7 @@ The lock file itself is never deleted: its inode is what everyone locks.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -45,6 +46,29 @@ def _try_flock(fd: int, operation: int) -> bool:
             return False
         raise
     return True
+
+
+def lock_holders(path: Path) -> list[int]:
+    """Pids that have `path` open, from /proc: who may hold its flock. flock records
+    no owner the kernel shows reliably (a lock passed on through fork or exec keeps
+    its first owner's pid in /proc/locks), so this is for messages, not decisions."""
+    try:
+        target = os.stat(path)
+    except OSError:
+        return []
+    holders = []
+    with contextlib.suppress(OSError):
+        for process in os.scandir("/proc"):
+            if not process.name.isdigit() or int(process.name) == os.getpid():
+                continue
+            with contextlib.suppress(OSError):
+                for fd in os.scandir(f"/proc/{process.name}/fd"):
+                    with contextlib.suppress(OSError):
+                        opened = os.stat(fd.path)
+                        if (opened.st_dev, opened.st_ino) == (target.st_dev, target.st_ino):
+                            holders.append(int(process.name))
+                            break
+    return sorted(holders)
 
 
 class FlockLock:

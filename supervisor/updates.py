@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from supervisor.decisions import is_managed
 from supervisor.errors import DaemonError
 from supervisor.standalone import (
     current_release,
@@ -61,9 +60,9 @@ def refresh_app_server(daemon: Daemon, managed: Image) -> RefreshOutcome:
     """Restart a managed app-server that runs an older image than `managed` onto
     the managed binary. A release whose app-server does not answer is not adopted:
     `current` goes back to the previous release, which is relaunched."""
-    if not is_managed(daemon.observe().state):
+    record = daemon.running_record()
+    if record is None:
         return RefreshOutcome.NOT_RUNNING
-    record = daemon.wait_for_record()
     if not app_server_is_behind(Image(record.executable_digest, record.version), managed):
         return RefreshOutcome.ALREADY_CURRENT
     settings = daemon.load_settings()

@@ -375,3 +375,41 @@ def test_corrupt_record_of_a_live_server_is_an_error_naming_it_and_nothing_is_st
         assert home.app_server_pids() == [pid]
     assert home.paths.app_server_record.read_bytes() == garbage
     assert probe(home.paths.socket_path).app_server_version == "0.1.0"
+
+
+LOCK_KEEPER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_lock_kept_by_a_dead_workers_child_is_reported_naming_the_holder(home: Home) -> None:
+    """A child the app-server started inherits the lock's fd and outlives it: nothing
+    is stopped or started, and the message names the process to stop."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    home.paths.state_dir.mkdir(mode=0o700, parents=True)
+    home.paths.app_server_record.write_text(
+        f'{{"pid": {dead.pid}, "processStartSeconds": 1.0, '
+        f'"bootId": "{BOOT_ID_FILE.read_text().strip()}", '
+        '"executable": "/gone/codex", "executableDigest": "sha256:00"}'
+    )
+    lock = home.paths.state_dir / "app-server.pid.lock"
+    keeper = subprocess.Popen(
+        [sys.executable, "-c", LOCK_KEEPER, str(lock)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert keeper.stdout is not None and keeper.stdout.readline() == "locked\n"
+        result = home.run("stop")
+        assert result.returncode != 0
+        assert result.stdout == ""
+        assert f"pid {keeper.pid}" in result.stderr
+        assert str(lock) in result.stderr
+        assert keeper.poll() is None  # not ours to signal
+        assert home.app_server_pids() == []
+    finally:
+        keeper.kill()
+        keeper.wait()
