@@ -10,7 +10,6 @@ from typing import Any, Protocol
 
 from supervisor.errors import DaemonError
 from supervisor.paths import HomePaths, resolve_home
-from supervisor.statefile import StateFileError
 
 
 class JsonOutput(Protocol):
@@ -24,7 +23,7 @@ def home_paths() -> HomePaths:
 def run_and_print(operation: Callable[[], JsonOutput]) -> None:
     try:
         output = operation()
-    except (DaemonError, StateFileError) as error:
+    except DaemonError as error:  # StateFileError among them
         print(f"codexd: {error}", file=sys.stderr, flush=True)
         sys.exit(1)
     print(json.dumps(output.to_json()), flush=True)

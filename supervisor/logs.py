@@ -133,7 +133,9 @@ def _make_room(path: Path, keep: int) -> None:
 
 
 def _copy_private(source: Path, target: Path) -> None:
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    # `.<name>.<pid>.<tag>.tmp`, as write_atomic names its temp files, so a killed
+    # copy's leftover is swept like theirs (see statefile.remove_stale_temp_files).
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.copy.tmp")
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as out, open(source, "rb") as data:
@@ -175,7 +177,10 @@ def rotate_before_launch(log: Path, settings: LogSettings | None = None) -> bool
     """Rotate a worker's log by rename; call it under daemon.lock, before the launch,
     when no worker writes that log."""
     settings = settings or log_settings()
-    return rotate_log(log, settings.max_bytes, settings.keep)
+    try:
+        return rotate_log(log, settings.max_bytes, settings.keep)
+    except OSError:
+        return False  # a log that cannot be rotated grows; the launch goes on
 
 
 def rotate_if_needed(paths: HomePaths, settings: LogSettings | None = None) -> list[Path]:

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from supervisor.errors import DaemonError
 from supervisor.paths import HomePaths
 from supervisor.statefile import write_atomic
 
@@ -62,10 +63,15 @@ def switch_current(paths: HomePaths, release: str) -> None:
     always names a release."""
     current = paths.standalone_dir / "current"
     temporary = paths.standalone_dir / f".current.{os.getpid()}.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        temporary.unlink()
-    temporary.symlink_to(Path("releases") / release)
-    os.replace(temporary, current)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        temporary.symlink_to(Path("releases") / release)
+        os.replace(temporary, current)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise DaemonError(f"cannot point {current} at {release}: {error.strerror}") from error
 
 
 def reject_release(paths: HomePaths, release: str) -> None:

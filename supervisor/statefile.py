@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from supervisor.errors import DaemonError
 from supervisor.faults import pause_point
 from supervisor.identity import identity_of
 
@@ -20,7 +21,7 @@ STATE_FILE_MODE = 0o600
 _TEMP_FILE = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[A-Za-z0-9_]+\.tmp")
 
 
-class StateFileError(Exception):
+class StateFileError(DaemonError):
     """A state file that cannot be read or written; the message names it."""
 
 

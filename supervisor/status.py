@@ -21,9 +21,8 @@ import psutil
 from supervisor import config
 from supervisor.control_socket import ProbeError, probe
 from supervisor.errors import DaemonError
-from supervisor.identity import file_digest
 from supervisor.logs import rotated_numbers, rotated_path, worker_logs
-from supervisor.managed import managed_version
+from supervisor.managed import managed_digest, managed_version
 from supervisor.paths import HomePaths
 from supervisor.persistence import PersistenceTools, persisted_kind
 from supervisor.pidrecord import PidRecord
@@ -511,11 +510,11 @@ def _release_report(paths: HomePaths, release: str | None, binary: Path) -> Rele
     resolved = Path(os.path.realpath(binary))
     if not resolved.is_file():
         return ReleaseReport(release, None, None, None)
-    try:
-        digest: str | None = file_digest(resolved)
-    except OSError:
-        digest = None
-    version = version_of_release(release) or managed_version(binary)
+    # The cache holds the current managed binary only: the previous one is hashed anew.
+    current = resolved == Path(os.path.realpath(paths.managed_binary))
+    cache = paths.managed_binary_cache if current else None
+    digest = managed_digest(resolved, cache)
+    version = version_of_release(release) or managed_version(binary, cache)
     return ReleaseReport(release, resolved, version, digest)
 
 

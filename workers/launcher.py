@@ -21,7 +21,7 @@ import select
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.errors import DaemonError
@@ -58,7 +58,6 @@ class WorkerSpec:
     env: dict[str, str]
     remote_control_enabled: bool | None = None
     socket_path: str | None = None
-    extra_record: dict[str, str] = field(default_factory=dict)
 
 
 def launch(spec: WorkerSpec) -> int:
@@ -159,21 +158,22 @@ def _exec_worker(spec: WorkerSpec, lock: FlockLock, report_fd: int) -> None:  # 
             executable_digest=spec.executable_digest,
             remote_control_enabled=spec.remote_control_enabled,
             socket_path=spec.socket_path,
-            extra=dict(spec.extra_record),
         )
         write_record(spec.record_path, record)
     except Exception as error:
         _report(report_fd, f"error cannot write {spec.record_path}: {error}")
         os._exit(1)
     lock.inheritable_fd()
-    for signum in _RESET_SIGNALS:
-        signal.signal(signum, signal.SIG_DFL)
+    # Reported while SIGPIPE is still ignored: a launching CLI that went away (a dropped
+    # SSH session) must not kill the worker on the way to its exec.
     _report(report_fd, f"ok {record.pid}")
     print(
         f"codexd: launching {spec.name} pid {record.pid}: {spec.executable} {' '.join(spec.args)}",
         file=sys.stderr,
         flush=True,
     )
+    for signum in _RESET_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
     try:
         os.execve(spec.executable, [str(spec.executable), *spec.args], spec.env)
     except OSError as error:

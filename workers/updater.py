@@ -27,7 +27,7 @@ from supervisor.identity import ProcessIdentity, identity_of
 from supervisor.lifecycle import UPDATER_ARGS, Daemon
 from supervisor.locks import AlreadyLocked, FlockLock
 from supervisor.logs import log_settings, rotate_if_needed
-from supervisor.managed import managed_digest, managed_version, require_managed_binary
+from supervisor.managed import require_managed_binary
 from supervisor.paths import HomePaths
 from supervisor.pidrecord import read_record, remove_record, write_record
 from supervisor.standalone import ReleaseSource, read_source
@@ -145,7 +145,8 @@ class Updater:
         outcome: dict[str, Any] = {"pass": self.count_passes() + 1, "startedAt": now()}
         try:
             self.run_pass_steps(outcome)
-        except DaemonError as error:
+        except (DaemonError, OSError) as error:
+            # Whatever failed, the loop goes on: the next pass may find it mended.
             outcome["error"] = str(error)
             log(f"pass failed: {error}")
         self.write_pass(outcome)
@@ -156,11 +157,7 @@ class Updater:
         if installer != "ok":
             return
         managed_path = require_managed_binary(self.paths.managed_binary)
-        cache = self.paths.managed_binary_cache
-        digest = managed_digest(managed_path, cache)
-        if digest is None:
-            raise DaemonError(f"cannot read the managed binary {managed_path}")
-        managed = Image(digest, managed_version(managed_path, cache))
+        managed = Image(self.daemon.executable_digest(managed_path), self.daemon.managed_version())
         outcome.update(managedBinary=str(managed_path), managedDigest=managed.digest)
         # The re-exec decision is made under daemon.lock too, so bootstrap cannot race
         # the handoff; the lock's fd is close-on-exec, so the exec releases it.
