@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from commands.common import home_paths, run_and_print
-from supervisor.errors import DaemonError
 from supervisor.lifecycle import Daemon
 from supervisor.output import BootstrapOutput
-
-
-class PersistedBootstrapOutput:
-    def __init__(self, output: BootstrapOutput, persistence: str) -> None:
-        self.output = output
-        self.persistence = persistence
-
-    def to_json(self) -> dict[str, Any]:
-        return {**self.output.to_json(), "persistence": self.persistence}
 
 
 @click.command("bootstrap")
@@ -47,26 +35,18 @@ def bootstrap(remote_control: bool, saved_remote_control: bool, persist: bool) -
     Prints {"status": "bootstrapped", "autoUpdateEnabled": true, ...}, with
     "persistence": "systemd"|"cron" under --persist; exits 0, or 1 on failure (no
     managed install, an unmanaged app-server on the socket, nowhere to persist, ...)."""
-    paths = home_paths()
     # None: the saved setting stays, so a reboot does not undo enable/disable-remote-control.
     wanted = None if saved_remote_control else remote_control
-    if not persist:
-        run_and_print(lambda: Daemon(paths).bootstrap(wanted))
-        return
-
-    def bootstrap_and_persist() -> PersistedBootstrapOutput:
+    tools = None
+    if persist:
         from supervisor.persistence import PersistenceTools
-        from supervisor.persistence import persist as install_persistence
 
-        daemon = Daemon(paths)
-        output = daemon.bootstrap(wanted)
-        try:
-            with daemon.operation_lock():
-                result = install_persistence(paths, PersistenceTools.from_environment())
-        except DaemonError as error:
-            raise DaemonError(f"bootstrapped, but not persisted: {error}") from error
-        if result.warning is not None:
-            click.echo(f"codexd: warning: {result.warning}", err=True)
-        return PersistedBootstrapOutput(output, result.kind.value)
+        tools = PersistenceTools.from_environment()
 
-    run_and_print(bootstrap_and_persist)
+    def operation() -> BootstrapOutput:
+        output = Daemon(home_paths()).bootstrap(wanted, tools)
+        if output.warning is not None:
+            click.echo(f"codexd: warning: {output.warning}", err=True)
+        return output
+
+    run_and_print(operation)

@@ -7,17 +7,6 @@ import click
 from commands.common import home_paths, run_and_print
 
 
-class UnpersistOutput:
-    def __init__(self, removed: list[str]) -> None:
-        self.removed = removed
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "status": "unpersisted" if self.removed else "notPersisted",
-            "removed": self.removed,
-        }
-
-
 @click.command("unpersist")
 def unpersist() -> None:
     """Stop this home from coming back after a reboot: remove its systemd user unit
@@ -27,12 +16,5 @@ def unpersist() -> None:
     exits 0, or 1 when systemctl or crontab fails."""
     from supervisor.lifecycle import Daemon
     from supervisor.persistence import PersistenceTools
-    from supervisor.persistence import unpersist as remove_persistence
 
-    def operation() -> UnpersistOutput:
-        paths = home_paths()
-        with Daemon(paths).operation_lock():
-            removed = remove_persistence(paths, PersistenceTools.from_environment())
-        return UnpersistOutput([kind.value for kind in removed])
-
-    run_and_print(operation)
+    run_and_print(lambda: Daemon(home_paths()).unpersist(PersistenceTools.from_environment()))

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from supervisor import config
 from supervisor.control_socket import ProbeError, ProbeInfo, probe
@@ -39,11 +40,15 @@ from supervisor.output import (
     LifecycleOutput,
     LifecycleStatus,
     RemoteControlOutput,
+    UnpersistOutput,
 )
 from supervisor.paths import HomePaths, lock_path_for
 from supervisor.pidrecord import PidRecord, read_record, remove_record, write_record
 from supervisor.settings import Settings, load_settings, save_settings
 from supervisor.statefile import StateFileError, ensure_private_dir
+
+if TYPE_CHECKING:
+    from supervisor.persistence import PersistenceTools, PersistResult
 
 UPDATER_ARGS = ("app-server", "daemon", "pid-update-loop")
 UNMANAGED_MESSAGE = "app server is running but is not managed by codexd"
@@ -220,9 +225,12 @@ class Daemon:
                 app_server_version=None if info is None else info.app_server_version,
             )
 
-    def bootstrap(self, remote_control: bool | None) -> BootstrapOutput:
+    def bootstrap(
+        self, remote_control: bool | None, persist_with: PersistenceTools | None = None
+    ) -> BootstrapOutput:
         """Persist the setting (None keeps the saved one), (re)start the app-server, then
-        (re)start the updater."""
+        (re)start the updater; with `persist_with`, also come back after a reboot. One
+        hold of daemon.lock for all of it."""
         with self.operation_lock():
             require_managed_binary(self.paths.managed_binary)
             settings = self.load_settings()
@@ -234,15 +242,33 @@ class Daemon:
             _, info = self.launch_app_server(settings)
             self.stop_worker("updater", self.paths.updater_record)
             self.launch_updater()
+            persisted = None if persist_with is None else self.persist(persist_with)
             return BootstrapOutput(
                 remote_control_enabled=settings.remote_control_enabled,
                 managed_codex_path=self.paths.managed_binary,
                 managed_codex_version=self.managed_version(),
                 socket_path=self.paths.socket_path,
                 app_server_version=info.app_server_version,
+                persistence=None if persisted is None else persisted.kind.value,
+                warning=None if persisted is None else persisted.warning,
             )
 
+    def unpersist(self, tools: PersistenceTools) -> UnpersistOutput:
+        """Remove this home's unit and cron line; running processes are left alone."""
+        from supervisor.persistence import unpersist
+
+        with self.operation_lock():
+            return UnpersistOutput([kind.value for kind in unpersist(self.paths, tools)])
+
     # -- steps (callers hold daemon.lock) --------------------------------------
+
+    def persist(self, tools: PersistenceTools) -> PersistResult:
+        from supervisor.persistence import persist
+
+        try:
+            return persist(self.paths, tools)
+        except DaemonError as error:
+            raise DaemonError(f"bootstrapped, but not persisted: {error}") from error
 
     def refuse_unmanaged(self) -> None:
         # Our own server needs no probe: only a socket we do not account for does.

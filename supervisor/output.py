@@ -79,8 +79,11 @@ class BootstrapOutput:
     managed_codex_version: str | None
     socket_path: Path
     app_server_version: str
+    persistence: str | None = None  # "systemd" or "cron" under --persist
+    warning: str | None = None  # for stderr, not the JSON
 
     def to_json(self) -> dict[str, Any]:
+        persisted = {} if self.persistence is None else {"persistence": self.persistence}
         return {
             "status": "bootstrapped",
             "backend": BACKEND_PID,
@@ -91,4 +94,14 @@ class BootstrapOutput:
             "socketPath": str(self.socket_path),
             "cliVersion": CODEXD_VERSION,
             "appServerVersion": self.app_server_version,
+            **persisted,
         }
+
+
+@dataclass(frozen=True)
+class UnpersistOutput:
+    removed: list[str]  # "systemd", "cron"
+
+    def to_json(self) -> dict[str, Any]:
+        status = "unpersisted" if self.removed else "notPersisted"
+        return {"status": status, "removed": self.removed}
