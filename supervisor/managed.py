@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,6 +77,8 @@ def _cached_fact(
 
 
 def _run_version(executable: Path) -> str | None:
+    import subprocess  # only on a cache miss
+
     try:
         completed = subprocess.run(
             [str(executable), "--version"],

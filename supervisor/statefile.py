@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +55,8 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Temp file in the same directory, fsync, rename over `path`.
 
     The rename replaces a symlink at `path` rather than writing through it."""
+    import tempfile  # only writers pay for it: `version` and most `start`s write nothing
+
     try:
         fd, tmp = tempfile.mkstemp(
             dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
