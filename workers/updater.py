@@ -203,17 +203,36 @@ class Updater:
         env = {**os.environ, "CODEX_HOME": str(self.paths.home)}
         if source.kind == "channel":
             env[config.CHANNEL_ENV] = source.location
-        installer = subprocess.Popen(
-            command, env=env, stdin=subprocess.DEVNULL, start_new_session=True, cwd="/"
-        )
-        # Recorded so that, should this updater be SIGKILLed, the next one ends it.
-        live = identity_of(installer.pid)
-        if live is not None:
-            with contextlib.suppress(StateFileError):
-                write_json_atomic(
-                    self.paths.updater_installer_record,
-                    {"pid": live.pid, "processStartTime": live.start_time, "bootId": live.boot_id},
-                )
+        # The installer is recorded before it may start, so that, should this updater be
+        # SIGKILLed, the next one ends it: it waits on a pipe for our go, and never runs
+        # if we die first (end of file instead of a line).
+        gate_read, gate_write = os.pipe()
+        gated = ["sh", "-c", f'read go <&{gate_read} && exec "$@" {gate_read}<&-', "sh"]
+        try:
+            installer = subprocess.Popen(
+                [*gated, *command],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd="/",
+                pass_fds=(gate_read,),
+            )
+        finally:
+            os.close(gate_read)
+        with os.fdopen(gate_write, "wb") as gate:
+            live = identity_of(installer.pid)
+            if live is not None:
+                with contextlib.suppress(StateFileError):
+                    write_json_atomic(
+                        self.paths.updater_installer_record,
+                        {
+                            "pid": live.pid,
+                            "processStartTime": live.start_time,
+                            "bootId": live.boot_id,
+                        },
+                    )
+            with contextlib.suppress(BrokenPipeError):
+                gate.write(b"go\n")
         try:
             with ProcessHandle(installer.pid) as handle:
                 deadline = time.monotonic() + self.install_timeout
