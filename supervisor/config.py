@@ -43,3 +43,11 @@ INSTALL_TIMEOUT_SECONDS = 600.0
 CHANNEL_ENV = "CODEXD_CHANNEL"
 # The updater retries a busy daemon.lock this often, watching for SIGTERM in between.
 UPDATER_LOCK_RETRY_SECONDS = 0.05
+
+
+def update_schedule(environ: dict[str, str] | None = None) -> tuple[float, float]:
+    """The updater's initial delay and interval, in seconds."""
+    return (
+        seconds_from_env(UPDATE_INITIAL_DELAY_ENV, UPDATE_INITIAL_DELAY_SECONDS, environ),
+        seconds_from_env(UPDATE_INTERVAL_ENV, UPDATE_INTERVAL_SECONDS, environ),
+    )

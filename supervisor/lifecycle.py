@@ -279,53 +279,60 @@ class Daemon:
             raise DaemonError(f"{UNMANAGED_MESSAGE} (socket {self.paths.socket_path})")
 
     def launch_updater(self) -> int:
-        from workers.launcher import WorkerSpec, launch  # only launching commands need it
-
-        executable = require_managed_binary(self.paths.managed_binary)
-        remove_record(self.paths.updater_record)  # stale: its lock is free
-        from supervisor.logs import rotate_before_launch
-
-        rotate_before_launch(self.paths.updater_log)  # nobody writes it now
-        return launch(
-            WorkerSpec(
-                name="updater",
-                record_path=self.paths.updater_record,
-                log_path=self.paths.updater_log,
-                executable=executable,
-                executable_digest=self.executable_digest(executable),
-                args=list(UPDATER_ARGS),
-                env=worker_environment(self.paths.home),
-            )
+        pid, _ = self.launch_worker(
+            "updater", self.paths.updater_record, self.paths.updater_log, list(UPDATER_ARGS)
         )
+        return pid
 
     def launch_app_server(self, settings: Settings) -> tuple[int, ProbeInfo]:
         """Launch the managed binary's app-server and wait until it answers."""
-        from workers.launcher import WorkerSpec, launch  # only launching commands need it
-
-        executable = require_managed_binary(self.paths.managed_binary)
-        remove_record(self.paths.app_server_record)  # stale: its lock is free
         args = ["app-server", "--listen", "unix://"]
         if settings.remote_control_enabled:
             args = ["--enable", "remote_control", *args]
-        from supervisor.logs import rotate_before_launch
+        pid, log_offset = self.launch_worker(
+            "app-server",
+            self.paths.app_server_record,
+            self.paths.app_server_log,
+            args,
+            remote_control_enabled=settings.remote_control_enabled,
+            socket_path=str(self.paths.socket_path),
+        )
+        pause_point("launched")
+        return pid, self.wait_until_ready(pid, log_offset)
 
-        rotate_before_launch(self.paths.app_server_log)  # nobody writes it now
-        log_offset = _file_size(self.paths.app_server_log)
+    def launch_worker(
+        self,
+        name: str,
+        record_path: Path,
+        log_path: Path,
+        args: list[str],
+        remote_control_enabled: bool | None = None,
+        socket_path: str | None = None,
+    ) -> tuple[int, int]:
+        """Launch a worker from the managed binary; its pid, and where its output starts
+        in its log (for quoting the log if it fails)."""
+        # Imported here: only launching commands need them.
+        from supervisor.logs import rotate_before_launch
+        from workers.launcher import WorkerSpec, launch
+
+        executable = require_managed_binary(self.paths.managed_binary)
+        remove_record(record_path)  # stale: its lock is free
+        rotate_before_launch(log_path)  # nobody writes it now
+        log_offset = _file_size(log_path)
         pid = launch(
             WorkerSpec(
-                name="app-server",
-                record_path=self.paths.app_server_record,
-                log_path=self.paths.app_server_log,
+                name=name,
+                record_path=record_path,
+                log_path=log_path,
                 executable=executable,
                 executable_digest=self.executable_digest(executable),
                 args=args,
                 env=worker_environment(self.paths.home),
-                remote_control_enabled=settings.remote_control_enabled,
-                socket_path=str(self.paths.socket_path),
+                remote_control_enabled=remote_control_enabled,
+                socket_path=socket_path,
             )
         )
-        pause_point("launched")
-        return pid, self.wait_until_ready(pid, log_offset)
+        return pid, log_offset
 
     def running_record(self, record_path: Path | None = None) -> PidRecord | None:
         """The record of the worker that holds its lock; None when none does. A worker

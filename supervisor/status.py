@@ -479,14 +479,7 @@ def _schedule_of(pid: int) -> tuple[float, float]:
     except (psutil.Error, OSError):
         environ = dict(os.environ)
     try:
-        return (
-            config.seconds_from_env(
-                config.UPDATE_INITIAL_DELAY_ENV, config.UPDATE_INITIAL_DELAY_SECONDS, environ
-            ),
-            config.seconds_from_env(
-                config.UPDATE_INTERVAL_ENV, config.UPDATE_INTERVAL_SECONDS, environ
-            ),
-        )
+        return config.update_schedule(environ)
     except DaemonError:
         return config.UPDATE_INITIAL_DELAY_SECONDS, config.UPDATE_INTERVAL_SECONDS
 

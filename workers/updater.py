@@ -80,12 +80,7 @@ class Updater:
         self.paths = paths
         self.daemon = Daemon(paths)
         self.inbox = SignalInbox((signal.SIGTERM, signal.SIGINT, signal.SIGUSR1))
-        self.initial_delay = config.seconds_from_env(
-            config.UPDATE_INITIAL_DELAY_ENV, config.UPDATE_INITIAL_DELAY_SECONDS
-        )
-        self.interval = config.seconds_from_env(
-            config.UPDATE_INTERVAL_ENV, config.UPDATE_INTERVAL_SECONDS
-        )
+        self.initial_delay, self.interval = config.update_schedule()
         self.install_timeout = config.seconds_from_env(
             config.INSTALL_TIMEOUT_ENV, config.INSTALL_TIMEOUT_SECONDS
         )
