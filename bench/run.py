@@ -361,7 +361,7 @@ def idle_memory(
 DIGEST_SNIPPET = """
 import sys, time
 from pathlib import Path
-from supervisor.identity import file_digest
+from supervisor.digest import file_digest
 begin = time.perf_counter()
 file_digest(Path(sys.argv[1]))
 print(time.perf_counter() - begin)
@@ -881,7 +881,7 @@ def run(args: argparse.Namespace, root: Path, homes: list[Path]) -> dict[str, An
     }
     digest_case_entry.primary = "file_digest"
     digest_case_entry.labels = {
-        "file_digest": "supervisor.identity.file_digest (in-process)",
+        "file_digest": "supervisor.digest.file_digest (in-process)",
         "file_digest+process": "the same, with interpreter start (release python)",
         "sha256sum": "sha256sum",
     }

@@ -19,7 +19,7 @@ def run_app_server(listen: str, features: tuple[str, ...]) -> NoReturn:
             f"--listen {listen!r} is not supported; use --listen {SUPPORTED_LISTEN}"
         )
     # Imported here: the lifecycle commands never need the server.
-    from workers.app_server import serve
+    from workers.reference_app_server import serve
 
     status = serve(home_paths().home, remote_control="remote_control" in features)
     # The socket is gone and the log flushed: skip the interpreter's teardown, which

@@ -105,9 +105,3 @@ def next_stop_step(exited: bool, killed: bool) -> StopStep:
     if exited:
         return StopStep.DONE
     return StopStep.GIVE_UP if killed else StopStep.KILL
-
-
-def parse_version_output(output: str) -> str | None:
-    """`codex --version` prints `<name> <version>`; the version is the second word."""
-    words = output.split()
-    return words[1] if len(words) >= 2 else None

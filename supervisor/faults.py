@@ -14,7 +14,7 @@ import os
 import signal
 from pathlib import Path
 
-PAUSE_ENV = "CODEXD_TEST_PAUSE_AT"
+from supervisor.config import PAUSE_ENV
 
 
 def pause_point(name: str) -> None:

@@ -1,7 +1,6 @@
-"""Who a process is, beyond its pid, and what an executable is, beyond its path.
+"""Who a process is, beyond its pid.
 
 A pid is reused; a pid with its start time and the boot it started in is not.
-An executable path is replaced; its content digest is what it runs.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ PROC_STAT = Path("/proc/stat")
 # create_time is derived from clock ticks (1/100 s); two readings of one process agree
 # exactly, so this only absorbs float formatting.
 START_TIME_TOLERANCE_SECONDS = 0.01
-DIGEST_CHUNK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -108,16 +106,3 @@ def start_ticks(pid: int) -> int | None:
 def lstart(create_time: float) -> str:
     """A start time as `ps -o lstart=` prints it."""
     return time.strftime("%a %b %e %H:%M:%S %Y", time.localtime(create_time))
-
-
-def file_digest(path: Path) -> str:
-    """`sha256:<hex>` of the file's contents."""
-    import hashlib  # only launches and update passes hash
-
-    digest = hashlib.sha256()
-    buffer = bytearray(DIGEST_CHUNK_BYTES)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as file:
-        while count := file.readinto(buffer):
-            digest.update(view[:count])
-    return f"sha256:{digest.hexdigest()}"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from supervisor import config
+from supervisor.config import PAUSE_ENV
 from supervisor.control_socket import ProbeError, ProbeInfo, probe
 from supervisor.decisions import (
     StartAction,
@@ -30,8 +31,7 @@ from supervisor.decisions import (
     start_action,
 )
 from supervisor.errors import DaemonError
-from supervisor.exits import ProcessHandle
-from supervisor.faults import PAUSE_ENV, pause_point
+from supervisor.faults import pause_point
 from supervisor.identity import identity_of
 from supervisor.locks import FlockLock, LockFailed, LockTimeout, lock_holders
 from supervisor.managed import managed_digest, managed_version, require_managed_binary
@@ -44,6 +44,7 @@ from supervisor.output import (
 )
 from supervisor.paths import HomePaths, lock_path_for
 from supervisor.pidrecord import PidRecord, read_record, remove_record, write_record
+from supervisor.process_handle import ProcessHandle
 from supervisor.settings import Settings, load_settings, save_settings
 from supervisor.statefile import StateFileError, ensure_private_dir
 
@@ -312,8 +313,8 @@ class Daemon:
         """Launch a worker from the managed binary; its pid, and where its output starts
         in its log (for quoting the log if it fails)."""
         # Imported here: only launching commands need them.
+        from supervisor.launcher import WorkerSpec, launch
         from supervisor.logs import rotate_before_launch
-        from workers.launcher import WorkerSpec, launch
 
         executable = require_managed_binary(self.paths.managed_binary)
         remove_record(record_path)  # stale: its lock is free

@@ -22,44 +22,12 @@ from enum import Enum
 from pathlib import Path
 from typing import BinaryIO
 
-from supervisor.errors import DaemonError
+from supervisor.config import LogSettings, log_settings
 from supervisor.paths import HomePaths
 from supervisor.statefile import STATE_FILE_MODE
 
-LOG_MAX_BYTES_ENV = "CODEXD_LOG_MAX_BYTES"
-LOG_MAX_BYTES = 10 * 1024 * 1024
-LOG_KEEP_ENV = "CODEXD_LOG_KEEP"
-LOG_KEEP = 3
 TAIL_BLOCK_BYTES = 64 * 1024
 SEEN_BYTES = 64
-
-
-@dataclass(frozen=True)
-class LogSettings:
-    max_bytes: int = LOG_MAX_BYTES
-    keep: int = LOG_KEEP
-
-
-def _int_from_env(environ: dict[str, str], name: str, default: int, minimum: int) -> int:
-    value = environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        number = minimum - 1
-    if number < minimum:
-        raise DaemonError(f"{name}={value!r} is not a whole number >= {minimum}")
-    return number
-
-
-def log_settings(environ: dict[str, str] | None = None) -> LogSettings:
-    """CODEXD_LOG_MAX_BYTES (> 0) and CODEXD_LOG_KEEP (>= 0; 0 keeps no old log)."""
-    env = dict(os.environ) if environ is None else environ
-    return LogSettings(
-        max_bytes=_int_from_env(env, LOG_MAX_BYTES_ENV, LOG_MAX_BYTES, 1),
-        keep=_int_from_env(env, LOG_KEEP_ENV, LOG_KEEP, 0),
-    )
 
 
 def worker_logs(paths: HomePaths) -> dict[str, Path]:
@@ -386,7 +354,7 @@ def follow(
 ) -> None:
     """`tail -F` over the logs until SIGTERM or SIGINT: new lines under a header each
     time the file they come from changes, across rotations (rename or truncation)."""
-    from workers.signals import SignalInbox
+    from supervisor.signals import SignalInbox
 
     inbox = SignalInbox((signal.SIGTERM, signal.SIGINT))
     followers = [LogFollower(path) for path in logs.values()]

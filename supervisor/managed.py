@@ -7,9 +7,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from supervisor.decisions import parse_version_output
+from supervisor.digest import file_digest
 from supervisor.errors import DaemonError
-from supervisor.identity import file_digest
 from supervisor.statefile import StateFileError, read_json_object, write_json_atomic
 
 VERSION_TIMEOUT_SECONDS = 10.0
@@ -93,3 +92,9 @@ def _run_version(executable: Path) -> str | None:
     if completed.returncode != 0:
         return None
     return parse_version_output(completed.stdout)
+
+
+def parse_version_output(output: str) -> str | None:
+    """`codex --version` prints `<name> <version>`; the version is the second word."""
+    words = output.split()
+    return words[1] if len(words) >= 2 else None

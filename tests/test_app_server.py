@@ -28,11 +28,11 @@ from supervisor.paths import (
     fits_sun_path,
     private_socket_dir,
 )
-from workers.app_server import Session
+from workers.reference_app_server import Session
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVE = (
-    "import sys; from pathlib import Path; from workers.app_server import serve; "
+    "import sys; from pathlib import Path; from workers.reference_app_server import serve; "
     "sys.exit(serve(Path(sys.argv[1]), sys.argv[2] == '1'))"
 )
 READY_SECONDS = 10.0

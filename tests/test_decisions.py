@@ -23,10 +23,10 @@ from supervisor.decisions import (
     is_managed,
     is_unmanaged_server,
     next_stop_step,
-    parse_version_output,
     remote_control_plan,
     start_action,
 )
+from supervisor.managed import parse_version_output
 from supervisor.output import BACKEND_PID, LifecycleOutput, LifecycleStatus, RemoteControlOutput
 from supervisor.version import CODEXD_VERSION
 

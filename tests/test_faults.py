@@ -16,8 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from supervisor.config import PAUSE_ENV
 from supervisor.control_socket import ProbeError, probe
-from supervisor.faults import PAUSE_ENV
 from tests.conftest import Home, is_gone, wait_for
 
 STUBBORN_SERVER = Path(__file__).parent / "fixtures" / "stubborn_app_server.py"

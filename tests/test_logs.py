@@ -12,15 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.config import LogSettings, log_settings
 from supervisor.errors import DaemonError
 from supervisor.logs import (
     FileFacts,
     FollowAction,
-    LogSettings,
     excess_numbers,
     follow_action,
     last_lines,
-    log_settings,
     needs_rotation,
     rotate_before_launch,
     rotate_if_needed,

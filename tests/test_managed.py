@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.digest import file_digest
 from supervisor.errors import DaemonError
-from supervisor.identity import file_digest
 from supervisor.managed import managed_digest, managed_version, require_managed_binary
 
 

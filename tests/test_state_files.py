@@ -19,10 +19,10 @@ from typing import Any
 import psutil
 import pytest
 
+from supervisor.digest import file_digest
 from supervisor.identity import (
     ProcessIdentity,
     current_boot_id,
-    file_digest,
     identity_of,
     lstart,
 )

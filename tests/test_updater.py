@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 import pytest
 
-from supervisor.identity import file_digest
+from supervisor.digest import file_digest
 from tests.conftest import Home, is_gone, make_home, processes_of_home, wait_for
 
 CHECKOUT = Path(__file__).resolve().parent.parent

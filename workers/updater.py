@@ -22,18 +22,18 @@ from typing import Any
 
 from supervisor import config
 from supervisor.errors import DaemonError
-from supervisor.exits import ProcessHandle
 from supervisor.identity import ProcessIdentity, identity_of
 from supervisor.lifecycle import UPDATER_ARGS, Daemon
 from supervisor.locks import AlreadyLocked, FlockLock
-from supervisor.logs import log_settings, rotate_if_needed
+from supervisor.logs import rotate_if_needed
 from supervisor.managed import require_managed_binary
 from supervisor.paths import HomePaths
 from supervisor.pidrecord import read_record, remove_record, write_record
+from supervisor.process_handle import ProcessHandle
+from supervisor.signals import SignalInbox
 from supervisor.standalone import ReleaseSource, read_source
 from supervisor.statefile import StateFileError, read_json_object, write_json_atomic
 from supervisor.updates import Image, refresh_app_server, should_reexec_updater
-from workers.signals import SignalInbox
 
 # Set on the re-exec'd updater: it resumes the schedule instead of starting over.
 RESUMED_ENV = "CODEXD_UPDATER_RESUMED"
@@ -81,10 +81,8 @@ class Updater:
         self.daemon = Daemon(paths)
         self.inbox = SignalInbox((signal.SIGTERM, signal.SIGINT, signal.SIGUSR1))
         self.initial_delay, self.interval = config.update_schedule()
-        self.install_timeout = config.seconds_from_env(
-            config.INSTALL_TIMEOUT_ENV, config.INSTALL_TIMEOUT_SECONDS
-        )
-        self.log_settings = log_settings()
+        self.install_timeout = config.install_timeout_seconds()
+        self.log_settings = config.log_settings()
 
     # -- waiting -----------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from supervisor.faults import PAUSE_ENV
+from supervisor.config import PAUSE_ENV
 from tests.conftest import Home, is_gone, wait_for
 from tests.reliability.invariants import check_home
 
