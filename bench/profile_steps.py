@@ -33,9 +33,9 @@ import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from supervisor.control_socket import probe  # noqa: E402
-from supervisor.lifecycle import observe_worker  # noqa: E402
 from supervisor.managed import managed_version  # noqa: E402
 from supervisor.paths import HomePaths  # noqa: E402
+from supervisor.worker_state import observe_worker  # noqa: E402
 
 
 def timed(function: Callable[..., object], *args: object) -> float:

@@ -11,7 +11,6 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,9 +20,6 @@ from supervisor.control_socket import ProbeError, ProbeInfo, probe
 from supervisor.decisions import (
     StartAction,
     StopStep,
-    WorkerFacts,
-    WorkerState,
-    classify_worker,
     is_managed,
     is_unmanaged_server,
     next_stop_step,
@@ -47,6 +43,7 @@ from supervisor.pidrecord import PidRecord, read_record, remove_record, write_re
 from supervisor.process_handle import ProcessHandle
 from supervisor.settings import Settings, load_settings, save_settings
 from supervisor.statefile import StateFileError, ensure_private_dir
+from supervisor.worker_state import Observation, observe_worker
 
 if TYPE_CHECKING:
     from supervisor.persistence import PersistenceTools, PersistResult
@@ -58,35 +55,6 @@ LOG_TAIL_LINES = 20
 
 class AppServerExited(DaemonError):
     """The app-server exited before it answered."""
-
-
-@dataclass(frozen=True)
-class Observation:
-    state: WorkerState
-    record: PidRecord | None
-
-
-def observe_worker(record_path: Path) -> Observation:
-    """Read a worker's lock and record into a state (see `classify_worker`)."""
-    lock_held = FlockLock(lock_path_for(record_path)).is_locked()
-    record: PidRecord | None = None
-    present = readable = True
-    try:
-        record = read_record(record_path)
-        present = record is not None
-    except StateFileError:
-        readable = False
-    alive = False
-    if record is not None:
-        live = identity_of(record.pid)
-        alive = live is not None and live.same_process(record.identity)
-    state = classify_worker(WorkerFacts(lock_held, present, readable, alive))
-    if state is WorkerState.UNREADABLE:
-        raise DaemonError(
-            f"{record_path} is unreadable but its worker is alive "
-            f"({lock_path_for(record_path)} is locked); inspect it by hand"
-        )
-    return Observation(state, record if state is WorkerState.RUNNING else None)
 
 
 class Daemon:

@@ -20,6 +20,7 @@ import psutil
 
 from supervisor import config
 from supervisor.control_socket import ProbeError, probe
+from supervisor.decisions import WorkerState
 from supervisor.errors import DaemonError
 from supervisor.logs import rotated_numbers, rotated_path, worker_logs
 from supervisor.managed import managed_digest, managed_version
@@ -30,6 +31,7 @@ from supervisor.settings import load_settings
 from supervisor.standalone import current_release, previous_release, release_binary
 from supervisor.statefile import StateFileError, read_json_object
 from supervisor.version import CODEXD_VERSION
+from supervisor.worker_state import observe_worker
 
 STATUS_PROBE_TIMEOUT_SECONDS = 1.0
 # install.sh names a release `<version>-<first 12 hex digits of its digest>`.
@@ -454,10 +456,6 @@ def status_sections(report: StatusReport) -> list[Section]:
 
 
 def _observe(record_path: Path) -> WorkerReport:
-    # Imported here: lifecycle brings the launcher, which status never needs otherwise.
-    from supervisor.decisions import WorkerState
-    from supervisor.lifecycle import observe_worker
-
     try:
         observation = observe_worker(record_path)
     except DaemonError as error:

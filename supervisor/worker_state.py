@@ -1,0 +1,43 @@
+"""What a worker's lock and pid record say about it, read into a `WorkerState`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from supervisor.decisions import WorkerFacts, WorkerState, classify_worker
+from supervisor.errors import DaemonError
+from supervisor.identity import identity_of
+from supervisor.locks import FlockLock
+from supervisor.paths import lock_path_for
+from supervisor.pidrecord import PidRecord, read_record
+from supervisor.statefile import StateFileError
+
+
+@dataclass(frozen=True)
+class Observation:
+    state: WorkerState
+    record: PidRecord | None
+
+
+def observe_worker(record_path: Path) -> Observation:
+    """Read a worker's lock and record into a state (see `classify_worker`)."""
+    lock_held = FlockLock(lock_path_for(record_path)).is_locked()
+    record: PidRecord | None = None
+    present = readable = True
+    try:
+        record = read_record(record_path)
+        present = record is not None
+    except StateFileError:
+        readable = False
+    alive = False
+    if record is not None:
+        live = identity_of(record.pid)
+        alive = live is not None and live.same_process(record.identity)
+    state = classify_worker(WorkerFacts(lock_held, present, readable, alive))
+    if state is WorkerState.UNREADABLE:
+        raise DaemonError(
+            f"{record_path} is unreadable but its worker is alive "
+            f"({lock_path_for(record_path)} is locked); inspect it by hand"
+        )
+    return Observation(state, record if state is WorkerState.RUNNING else None)
