@@ -1,20 +1,27 @@
 #!/bin/sh
-# install.sh: install the newest codexd release of a channel as the managed binary,
-# $CODEX_HOME/packages/standalone/current/codex (CODEX_HOME defaults to ~/.codex).
+# install.sh: install codexd and the real codex into $CODEX_HOME/packages (CODEX_HOME
+# defaults to ~/.codex); the managed binary is $CODEX_HOME/packages/standalone/current/codex.
 #
 #   sh install.sh [--force]
 #   curl -fsSL https://<channel>/install.sh | sh
 #
-# Where releases come from, first match wins:
+# codexd comes from, first match wins:
 #   1. CODEXD_CHANNEL: a channel directory or an https:// URL;
-#   2. run as a file inside a codexd checkout: a release built from that checkout;
+#   2. run as a file inside a codexd checkout: a release built from its committed HEAD;
 #   3. the source recorded by the last install, packages/standalone/source.
 # A channel holds install.sh, latest (the newest release's name), SHA256SUMS and
-# artifacts/<release>. The artifact is verified against SHA256SUMS and must run
-# `--version` before `current` is switched to it (a new symlink renamed over the old).
-# Nothing is changed when the newest release is installed already, when it is listed
-# in packages/standalone/rejected, or when anything fails. A `current` that is not
-# codexd's is replaced only with --force.
+# artifacts/<release>; the artifact is verified against SHA256SUMS.
+# codex comes from CODEXD_CODEX_SOURCE (npm:<version or dist-tag>, path:<file> or
+# reference), else the source recorded by the last install, else npm:latest when npm
+# is on PATH, else codexd's reference app-server.
+# codexd runs with python3 (3.10 or newer): CODEXD_PYTHON, else the interpreter the
+# last install recorded, else python3 on PATH.
+#
+# This script fetches and verifies codexd's release; the installer inside that release
+# (supervisor/install.py, run with the chosen python3) does the rest under
+# packages/standalone/install.lock: fetches codex, builds the release only when codex
+# or codexd is new, checks it runs, switches `current` atomically, keeps the previous
+# release for rollback and prunes older ones. Nothing is changed when anything fails.
 set -eu
 
 say() { printf 'install.sh: %s\n' "$*" >&2; }
@@ -24,12 +31,12 @@ die() {
 }
 have() { command -v "$1" >/dev/null 2>&1; }
 
-force=0
+force=
 for arg in "$@"; do
 	case $arg in
-	--force) force=1 ;;
+	--force) force=--force ;;
 	-h | --help)
-		say "usage: sh install.sh [--force]   (CODEXD_CHANNEL=<directory or https:// URL>)"
+		say "usage: sh install.sh [--force]   (CODEXD_CHANNEL=<directory or https:// URL>, CODEXD_CODEX_SOURCE=npm:<version|tag>|path:<file>|reference)"
 		exit 0
 		;;
 	*) die "unknown argument '$arg' (usage: sh install.sh [--force])" ;;
@@ -41,37 +48,9 @@ unset CDPATH
 home=${CODEX_HOME:-${HOME:?HOME is not set}/.codex}
 case $home in /*) ;; *) home=$(pwd)/$home ;; esac
 standalone=$home/packages/standalone
-releases=$standalone/releases
-current=$standalone/current
-marker_name=.codexd-release
 
-# What a failed run must undo; each is cleared once the step it guards is final.
 tmp=
-staged=
-placed=
-aside=
-kept=
-previous_saved=
-cleanup() {
-	[ -z "$staged" ] || rm -rf "$staged"
-	# A release dir this run put in place but never made current.
-	[ -z "$placed" ] || rm -rf "$placed"
-	if [ -n "$aside" ] && [ -e "$aside" ]; then
-		[ -e "$releases/$release" ] || mv "$aside" "$releases/$release" 2>/dev/null || :
-		rm -rf "$aside"
-	fi
-	if [ -n "$kept" ] && [ ! -e "$current" ] && [ ! -L "$current" ]; then
-		mv "$kept" "$current" 2>/dev/null || :
-	fi
-	if [ -n "$previous_saved" ]; then
-		if [ -f "$tmp/previous.saved" ]; then
-			mv -f "$tmp/previous.saved" "$standalone/previous" 2>/dev/null || :
-		else
-			rm -f "$standalone/previous"
-		fi
-	fi
-	[ -z "$tmp" ] || rm -rf "$tmp"
-}
+cleanup() { [ -z "$tmp" ] || rm -rf "$tmp"; }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' HUP TERM
@@ -87,45 +66,49 @@ for stale in "${TMPDIR:-/tmp}"/codexd-install.*.*; do
 done
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/codexd-install.$$.XXXXXX") || die "cannot create a temporary directory"
 
-# rename_over SRC DST: rename(2) SRC onto DST, replacing a file or symlink at DST in one step.
-mv_t=0
-: >"$tmp/mv-probe"
-if mv -T "$tmp/mv-probe" "$tmp/mv-probe-done" 2>/dev/null; then mv_t=1; fi
-rename_over() {
-	if [ "$mv_t" = 1 ]; then
-		mv -T -- "$1" "$2"
-	else
-		python3 -c 'import os,sys; os.replace(sys.argv[1], sys.argv[2])' "$1" "$2"
-	fi
-}
-
-# write_file PATH CONTENT: atomically, through a temp file beside it.
-write_file() {
-	if ! { printf '%s\n' "$2" >"$1.tmp.$$" && rename_over "$1.tmp.$$" "$1"; }; then
-		rm -f "$1.tmp.$$"
-		die "cannot write $1"
-	fi
-}
-
 # sha256_of FILE: sets $digest to FILE's sha256 in lowercase hex.
 sha256_of() {
 	if have sha256sum; then
 		digest=$(sha256sum <"$1") || die "cannot checksum $1"
 	elif have shasum; then
 		digest=$(shasum -a 256 <"$1") || die "cannot checksum $1"
-	elif have python3; then
-		digest=$(python3 -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())' <"$1") ||
-			die "cannot checksum $1"
 	else
-		die "need sha256sum, shasum or python3 to verify the download"
+		digest=$("$python" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())' <"$1") ||
+			die "cannot checksum $1"
 	fi
 	digest=${digest%% *}
+}
+
+# choose_python: sets $python to the interpreter itself (not a version manager's shim
+# nor a venv's link: the release runs it by this path at every call); fails when there
+# is none, or it is older than 3.10.
+choose_python() {
+	python=${CODEXD_PYTHON:-}
+	if [ -z "$python" ] && [ -f "$standalone/python" ]; then
+		read -r python <"$standalone/python" || python=
+		[ -x "$python" ] || python=
+	fi
+	if [ -z "$python" ]; then
+		python=$(command -v python3 2>/dev/null) || python=
+	fi
+	if [ -z "$python" ]; then
+		python_problem="no python3 on PATH"
+		return 1
+	fi
+	found=$python
+	python=$("$found" -c 'import os, sys
+if sys.version_info < (3, 10):
+    sys.exit("it is Python %d.%d, older than 3.10" % sys.version_info[:2])
+print(os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable))' 2>"$tmp/python.err") || {
+		python_problem="$found does not run as Python 3.10 or newer: $(sed -n '$p' "$tmp/python.err")"
+		return 1
+	}
 }
 
 # is_checkout DIR: a codexd checkout install.sh can build a release from.
 is_checkout() { [ -f "$1/release/publish.py" ] && [ -d "$1/supervisor" ]; }
 
-# --- Where releases come from -------------------------------------------------
+# --- Where codexd comes from --------------------------------------------------
 source_kind=
 source_location=
 if [ -n "${CODEXD_CHANNEL:-}" ]; then
@@ -153,9 +136,26 @@ fi
 
 if [ "$source_kind" = checkout ]; then
 	is_checkout "$source_location" || die "$source_location is not a codexd checkout (no release/publish.py)"
-	have python3 || die "python3 is needed to build a release from $source_location"
-	say "building a release from the checkout $source_location"
-	python3 "$source_location/release/publish.py" --channel "$tmp/channel" >"$tmp/built" ||
+	choose_python || die "python3 (3.10 or newer) is needed to build a release from $source_location: $python_problem"
+	# The committed HEAD only: the checkout is also the updater's source, and an edit in
+	# progress must not be rolled out by the next pass.
+	build_dir=$source_location
+	if have git && prefix=$(git -C "$source_location" rev-parse --show-prefix 2>/dev/null) &&
+		git -C "$source_location" cat-file -e "HEAD:${prefix}release/publish.py" 2>/dev/null; then
+		commit=$(git -C "$source_location" rev-parse --short HEAD)
+		git -C "$source_location" archive --format=tar -o "$tmp/head.tar" "HEAD:$prefix" ||
+			die "cannot export HEAD of $source_location"
+		mkdir "$tmp/head"
+		tar -x -f "$tmp/head.tar" -C "$tmp/head" || die "cannot unpack HEAD of $source_location"
+		build_dir=$tmp/head
+		changed=$(git -C "$source_location" status --porcelain -- . 2>/dev/null | wc -l | tr -d ' ')
+		note=
+		[ "$changed" = 0 ] || note="; $changed uncommitted or untracked paths are left out"
+		say "building codexd from the committed HEAD ($commit) of $source_location$note"
+	else
+		say "building codexd from $source_location (not a git checkout: its files as they are)"
+	fi
+	"$python" "$build_dir/release/publish.py" --channel "$tmp/channel" >"$tmp/built" ||
 		die "building a release from $source_location failed (see above)"
 	channel=$tmp/channel
 	channel_kind=dir
@@ -175,7 +175,6 @@ else
 	esac
 	source_location=$channel
 fi
-source_line="$source_kind $source_location"
 
 # fetch PATH DEST: the channel's file PATH into DEST.
 fetch() {
@@ -192,26 +191,13 @@ fetch() {
 	fi
 }
 
-record_source() {
-	if [ -f "$standalone/source" ] && [ "$(cat "$standalone/source")" = "$source_line" ]; then
-		return 0
-	fi
-	mkdir -p "$standalone"
-	write_file "$standalone/source" "$source_line"
-}
-
-# --- Which release ------------------------------------------------------------
+# --- Which codexd release -------------------------------------------------------
 fetch latest "$tmp/latest"
 release=$(tr -d ' \t\r\n' <"$tmp/latest")
 case $release in
 '') die "channel $channel: latest is empty" ;;
 .* | *[!A-Za-z0-9._-]*) die "channel $channel: latest names an invalid release '$release'" ;;
 esac
-
-if [ -f "$standalone/rejected" ] && grep -qxF "$release" "$standalone/rejected"; then
-	say "release $release was rolled back on this machine (listed in $standalone/rejected); not installing it"
-	exit 0
-fi
 
 fetch SHA256SUMS "$tmp/SHA256SUMS"
 expected=$(awk -v path="artifacts/$release" '$2 == path || $2 == "*" path { print $1; exit }' "$tmp/SHA256SUMS" |
@@ -222,123 +208,33 @@ case $expected in
 esac
 [ "${#expected}" -eq 64 ] || die "channel $channel: SHA256SUMS has a malformed checksum for artifacts/$release"
 
-# --- What is installed now ----------------------------------------------------
-# current_release: the release `current` points at, when it is codexd's: a symlink
-# to releases/<name> holding the marker.
-current_release=
-if [ -L "$current" ]; then
-	target=$(readlink "$current")
-	target=${target%/}
-	case $target in
-	"$releases"/*) name=${target#"$releases"/} ;;
-	releases/*) name=${target#releases/} ;;
-	*) name= ;;
-	esac
-	case $name in
-	'' | .* | */*) ;;
-	*) [ ! -f "$releases/$name/$marker_name" ] || current_release=$name ;;
-	esac
+if [ -z "${python:-}" ]; then
+	choose_python ||
+		die "release $release does not run: $python_problem (codexd runs with python3, 3.10 or newer: install it, or set CODEXD_PYTHON)"
 fi
 
-if [ "$current_release" = "$release" ] && [ -f "$releases/$release/codex" ]; then
-	sha256_of "$releases/$release/codex"
-	if [ "$digest" = "$expected" ]; then
-		record_source
-		say "codexd release $release is already installed"
-		exit 0
-	fi
-	say "the installed $releases/$release/codex does not match its checksum; reinstalling it"
+# --- Download and verify (unless this codexd release is unpacked here already) ---
+store=$home/packages/codexd/$release
+if [ -f "$store/.codexd-artifact" ] && grep -qxF "sha256=$expected" "$store/.codexd-artifact"; then
+	artifact=$store
+else
+	fetch "artifacts/$release" "$tmp/artifact"
+	sha256_of "$tmp/artifact"
+	[ "$digest" = "$expected" ] ||
+		die "checksum mismatch for $channel/artifacts/$release: expected sha256 $expected, got $digest"
+	artifact=$tmp/artifact
 fi
 
-if [ -z "$current_release" ] && { [ -e "$current" ] || [ -L "$current" ]; }; then
-	[ "$force" = 1 ] ||
-		die "$current is not a codexd release (not a symlink to a release with $marker_name); rerun with --force to replace it"
-	say "replacing $current, which is not a codexd release (--force)"
-fi
-
-# --- Download, verify, stage --------------------------------------------------
-fetch "artifacts/$release" "$tmp/codex"
-sha256_of "$tmp/codex"
-[ "$digest" = "$expected" ] ||
-	die "checksum mismatch for $channel/artifacts/$release: expected sha256 $expected, got $digest"
-mkdir -p "$releases"
-
-release_dir=$releases/$release
-staged=$releases/.$release.tmp.$$
-rm -rf "$staged"
-mkdir "$staged"
-mv "$tmp/codex" "$staged/codex"
-chmod 0755 "$staged/codex"
-# Run from the release dir's file system ($TMPDIR may be noexec). The first run also
-# unpacks a pex's venv, so the daemon's first start from it is fast.
-if ! "$staged/codex" --version >"$tmp/version" 2>"$tmp/version.err" </dev/null; then
-	hint=
-	have python3 || hint=" (no python3 on PATH: a codexd release runs with the machine's python3; install it)"
-	die "release $release does not run: 'codex --version' failed$hint: $(sed -n '1,5p' "$tmp/version.err")"
-fi
-say "verified release $release: $(sed -n 1p "$tmp/version")"
-printf 'release=%s\nsha256=%s\n' "$release" "$expected" >"$staged/$marker_name"
-chmod 0644 "$staged/$marker_name"
-chmod 0755 "$staged"
-
-if [ -e "$release_dir" ] || [ -L "$release_dir" ]; then
-	# A damaged copy of the same release (or, with --force, a foreign one) is moved
-	# aside and restored if anything below fails.
-	[ -f "$release_dir/$marker_name" ] || [ "$force" = 1 ] ||
-		die "$release_dir exists and is not a codexd release; rerun with --force to replace it"
-	aside=$releases/.$release.old.$$
-	rename_over "$release_dir" "$aside" || die "cannot move $release_dir aside"
-fi
-rename_over "$staged" "$release_dir" || die "cannot rename $staged to $release_dir"
-staged=
-[ -n "$aside" ] || placed=$release_dir
-
-# --- Switch ---------------------------------------------------------------------
-if [ -n "$current_release" ] && [ "$current_release" != "$release" ]; then
-	# Written before the switch, so `previous` never lags behind `current`; put back
-	# if the switch fails.
-	[ ! -f "$standalone/previous" ] || cp -p "$standalone/previous" "$tmp/previous.saved"
-	previous_saved=1
-	write_file "$standalone/previous" "$current_release"
-fi
-if [ -d "$current" ] && [ ! -L "$current" ]; then
-	# rename(2) cannot replace a directory with a symlink: keep the foreign one beside.
-	kept=$standalone/current.replaced.$(date +%Y%m%d%H%M%S).$$
-	mv "$current" "$kept" || die "cannot move $current aside"
-	say "moved the previous $current to $kept"
-fi
-rm -f "$standalone/.current.tmp.$$"
-ln -s "releases/$release" "$standalone/.current.tmp.$$"
-rename_over "$standalone/.current.tmp.$$" "$current" || {
-	rm -f "$standalone/.current.tmp.$$"
-	die "cannot switch $current to releases/$release"
-}
-placed=
-kept=
-previous_saved=
-[ -z "$aside" ] || rm -rf "$aside"
-aside=
-record_source
-
-# --- Prune: keep current and previous; only codexd's releases are removed --------
-previous=
-[ ! -f "$standalone/previous" ] || read -r previous <"$standalone/previous" || :
-for dir in "$releases"/* "$releases"/.*; do
-	name=${dir##*/}
-	case $name in
-	. | .. | '*' | '.*') continue ;;
-	.*.tmp.* | .*.old.*)
-		# Left by an install that was killed: removed once its process is gone.
-		pid=${name##*.}
-		case $pid in '' | *[!0-9]*) continue ;; esac
-		kill -0 "$pid" 2>/dev/null || rm -rf "$dir"
-		;;
-	*)
-		if [ "$name" != "$release" ] && [ "$name" != "$previous" ] && [ -f "$dir/$marker_name" ]; then
-			rm -rf "$dir"
-		fi
-		;;
-	esac
-done
-
-say "installed codexd release $release"
+# --- The installer inside the release does the rest ------------------------------
+# shellcheck disable=SC2016 # Python, not sh
+installer='import sys
+sys.path.insert(0, sys.argv[1])
+try:
+    from supervisor.install import main
+except ImportError as error:
+    sys.exit("install.sh: error: %s has no installer this install.sh can run (%s): publish it with a current release/publish.py" % (sys.argv[1], error))
+sys.exit(main(sys.argv[1:]))'
+# $force is empty or --force.
+# shellcheck disable=SC2086
+"$python" -I -S -c "$installer" "$artifact" --home "$home" --release "$release" --sha256 "$expected" \
+	--source "$source_kind $source_location" --scratch "$tmp" $force

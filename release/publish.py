@@ -2,15 +2,16 @@
 
     python3 release/publish.py --channel DIR [--artifact FILE] [--version VERSION]
 
-A release is one executable file: a pex (`--venv --sh-boot`) holding codexd's
-packages and the pinned dependencies of `release/requirements.txt`. Its name is
-`<version>-<first 12 hex digits of its sha256>`, the version being the second
-word of `<artifact> --version`.
+A release artifact (see `release/artifact.py`) is one reproducible zip of codexd's
+packages and the pinned dependencies of `release/requirements.txt`, unpacked from
+their wheels. Its name is `<version>-<first 12 hex digits of its sha256>`.
 
-Without --artifact the release is built from the checkout this file lives in,
-with a pex from a private build venv and a wheelhouse, both cached under
-`${CODEXD_BUILD_CACHE:-${XDG_CACHE_HOME:-~/.cache}/codexd-build}`. The same
-sources and lock give the same bytes, so the same release.
+Without --artifact the release is built from the checkout this file lives in (install.sh
+runs the copy exported from a checkout's committed HEAD), with wheels built by a
+private build venv's pip into a wheelhouse, both cached under
+`${CODEXD_BUILD_CACHE:-${XDG_CACHE_HOME:-~/.cache}/codexd-build}`. The wheels are for
+the Python that runs this script, so the release is too. The same sources and lock
+give the same bytes, so the same release.
 
 The channel gets `artifacts/<release>`, a line in `SHA256SUMS`, a copy of the
 checkout's `install.sh` and, last, `latest`. Every file is replaced atomically.
@@ -34,14 +35,16 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-PEX_REQUIREMENT = "pex==2.105.2"
-ENTRY_POINT = "commands.main:main"
-SOURCE_PACKAGES = ("supervisor", "workers", "commands")
+from artifact import ArtifactError, build_artifact, python_tag, read_metadata
+
+BUILD_VENV_MARKER = ".codexd-build-venv"
 CHECKOUT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = CHECKOUT / "release" / "requirements.txt"
 INSTALL_SH = CHECKOUT / "install.sh"
+VERSION_FILE = CHECKOUT / "supervisor" / "version.py"
 # What install.sh accepts in `latest`: a file name that cannot escape artifacts/.
 RELEASE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+SOURCE_VERSION = re.compile(r'^CODEXD_VERSION = "(?P<version>[^"]+)"$', re.MULTILINE)
 DIGEST_PREFIX_LENGTH = 12
 VERSION_TIMEOUT_SECONDS = 60.0
 # The tail of a failed tool's output quoted in the error.
@@ -104,31 +107,26 @@ def locked(lock_path: Path) -> Iterator[None]:
         yield
 
 
-def ensure_build_venv(cache: Path, python_tag: str) -> Path:
-    """The build venv's python, with pex installed; rebuilt if half-made or another pex."""
-    venv = cache / f"venv-{python_tag}"
-    ready_marker = venv / f".codexd-{PEX_REQUIREMENT}"
+def ensure_build_venv(cache: Path) -> Path:
+    """The build venv's python (its pip builds the wheels); rebuilt if half-made."""
+    venv = cache / f"venv-py{python_tag()}"
     python = venv / "bin" / "python"
-    if ready_marker.is_file() and python.exists():
+    if (venv / BUILD_VENV_MARKER).is_file() and python.exists():
         return python
-    progress(f"creating the build venv {venv} with {PEX_REQUIREMENT}")
+    progress(f"creating the build venv {venv}")
     shutil.rmtree(venv, ignore_errors=True)
     run([sys.executable, "-m", "venv", venv], f"creating the build venv {venv}")
-    run(
-        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", PEX_REQUIREMENT],
-        f"installing {PEX_REQUIREMENT} into {venv}",
-    )
-    ready_marker.write_text(PEX_REQUIREMENT + "\n")
+    (venv / BUILD_VENV_MARKER).write_text("pip\n")
     return python
 
 
-def ensure_wheelhouse(cache: Path, python_tag: str, python: Path) -> Path:
+def ensure_wheelhouse(cache: Path, python: Path) -> Path:
     """Wheels for exactly the lock, rebuilt only when the requirements file changes.
 
-    `--no-deps`: every dependency, transitive ones too, must be pinned in the lock;
-    pex then fails on a missing one instead of a newer release slipping in.
+    `--no-deps`: every dependency, transitive ones too, must be pinned in the lock; a
+    missing one fails at import in the release's check instead of a newer one slipping in.
     """
-    wheelhouse = cache / f"wheelhouse-{python_tag}"
+    wheelhouse = cache / f"wheelhouse-py{python_tag()}"
     stamp = wheelhouse / ".requirements-sha256"
     wanted = sha256_of(REQUIREMENTS)
     if stamp.is_file() and stamp.read_text().strip() == wanted:
@@ -160,70 +158,43 @@ def ensure_wheelhouse(cache: Path, python_tag: str, python: Path) -> Path:
     return wheelhouse
 
 
-def stage_sources(stage: Path) -> None:
-    """Copy only the packages' .py files, content only: the same sources give the same
-    zip entries whatever their modes, times or stray caches in the checkout."""
-    for package in SOURCE_PACKAGES:
-        root = CHECKOUT / package
-        if not (root / "__init__.py").is_file():
-            raise PublishError(
-                f"{root} is not a package (no __init__.py): is {CHECKOUT} a checkout?"
-            )
-        for source in sorted(root.rglob("*.py")):
-            relative = source.relative_to(CHECKOUT)
-            if "__pycache__" in relative.parts:
-                continue
-            target = stage / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(source.read_bytes())
-            target.chmod(0o644)
+def source_version() -> str:
+    match = SOURCE_VERSION.search(VERSION_FILE.read_text())
+    if match is None:
+        raise PublishError(f'{VERSION_FILE} has no line CODEXD_VERSION = "<version>"')
+    return match["version"]
 
 
 def build_release(out: Path) -> None:
-    """Build the checkout's release pex at `out`."""
-    python_tag = f"py{sys.version_info.major}.{sys.version_info.minor}"
+    """Build the checkout's release artifact at `out`."""
     cache = build_cache_dir()
     with locked(cache / ".lock"):
-        python = ensure_build_venv(cache, python_tag)
-        wheelhouse = ensure_wheelhouse(cache, python_tag, python)
-        with tempfile.TemporaryDirectory(prefix="codexd-stage.") as stage_dir:
-            stage = Path(stage_dir)
-            stage_sources(stage)
-            progress(f"building the release pex from {CHECKOUT}")
-            run(
-                [
-                    python.with_name("pex"),
-                    "--no-pypi",
-                    "-f",
-                    wheelhouse,
-                    "-r",
-                    REQUIREMENTS,
-                    "-D",
-                    stage,
-                    "-e",
-                    ENTRY_POINT,
-                    "-o",
-                    out,
-                    "--venv",
-                    "--sh-boot",
-                ],
-                "building the release pex",
-            )
+        wheelhouse = ensure_wheelhouse(cache, ensure_build_venv(cache))
+        progress(f"building the release artifact from {CHECKOUT}")
+        try:
+            build_artifact(out, CHECKOUT, sorted(wheelhouse.glob("*.whl")), source_version())
+        except (ArtifactError, OSError) as error:
+            raise PublishError(f"building the release artifact: {error}") from error
 
 
 def artifact_version(artifact: Path) -> str:
-    """The second word of `<artifact> --version`."""
+    """The version the artifact's metadata names, once `<python> -I -S <artifact>
+    --version` (what install.sh runs too) has said the same."""
+    try:
+        declared = read_metadata(artifact).get("version", "")
+    except ArtifactError as error:
+        raise PublishError(str(error)) from error
     output = run(
-        [artifact, "--version"],
+        [sys.executable, "-I", "-S", artifact, "--version"],
         f"asking {artifact} for its version",
         timeout=VERSION_TIMEOUT_SECONDS,
     )
     words = output.split()
-    if len(words) < 2:
+    if len(words) < 2 or words[1] != declared:
         raise PublishError(
-            f"{artifact} --version printed {output.strip()!r}, not '<name> <version>'"
+            f"{artifact} --version printed {output.strip()!r}, not 'codexd {declared}'"
         )
-    return words[1]
+    return declared
 
 
 def release_name(version: str, hex_digest: str) -> str:
@@ -298,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--version",
-        help="the release's version, instead of the second word of `<artifact> --version` "
+        help="the release's version, instead of the one the artifact names and reports "
         "(for test releases whose --version does not work)",
     )
     args = parser.parse_args(argv)

@@ -1,0 +1,364 @@
+"""Where the real codex comes from (`CODEXD_CODEX_SOURCE`), and fetching its payload.
+
+    npm:<version or dist-tag>   @openai/codex's platform package, fetched with the npm
+                                client as the user configured it (registry, proxy, cache)
+    path:<file>                 a codex binary on this machine, copied in
+    reference                   no codex: codexd's reference app-server stands in
+
+A payload is what the platform package `@openai/codex@<version>-linux-<arch>` ships
+under `vendor/<target triple>/`: `bin/codex` beside `codex-resources/`, `codex-path/`
+and `codex-package.json`, the layout codex's own standalone install uses, so the binary
+finds its helpers. A download is checked against the integrity the registry lists
+(`npm view ... dist.integrity`) besides npm's own check, so a tampered or truncated
+tarball is refused before anything is unpacked.
+
+Standard library only: install.sh runs it from the release artifact, and the tests and
+the benchmark fetch their real codex with it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path, PurePosixPath
+
+NPM_PACKAGE = "@openai/codex"
+NPM_VIEW_TIMEOUT_SECONDS = 120.0
+NPM_PACK_TIMEOUT_SECONDS = 900.0
+VERSION_TIMEOUT_SECONDS = 30.0
+PAYLOAD_MANIFEST = "codex-package.json"
+DEFAULT_ENTRYPOINT = "bin/codex"
+OUTPUT_TAIL_CHARS = 1500
+CHUNK_BYTES = 1 << 20
+# A version as npm publishes codex's (`0.169.0`, `0.170.0-alpha.2`); anything else
+# after `npm:` is a dist-tag.
+_VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.]+)?")
+_DIST_TAG = re.compile(r"[A-Za-z][A-Za-z0-9._-]*")
+
+# platform.machine() -> (npm platform suffix, Rust target triple), as codex's own
+# bin/codex.js maps process.arch.
+LINUX_TARGETS = {
+    "x86_64": ("linux-x64", "x86_64-unknown-linux-musl"),
+    "amd64": ("linux-x64", "x86_64-unknown-linux-musl"),
+    "aarch64": ("linux-arm64", "aarch64-unknown-linux-musl"),
+    "arm64": ("linux-arm64", "aarch64-unknown-linux-musl"),
+}
+
+
+class SourceError(Exception):
+    """A source that cannot be used or fetched; the message names it and why."""
+
+
+class SourceKind(Enum):
+    NPM = "npm"
+    PATH = "path"
+    REFERENCE = "reference"
+
+
+@dataclass(frozen=True)
+class CodexSource:
+    kind: SourceKind
+    value: str = ""  # the version or dist-tag; the absolute file
+
+    def __str__(self) -> str:
+        return (
+            self.kind.value
+            if self.kind is SourceKind.REFERENCE
+            else f"{self.kind.value}:{self.value}"
+        )
+
+    @property
+    def pinned(self) -> bool:
+        """A source that never moves: an npm version, a file, the reference."""
+        return self.kind is not SourceKind.NPM or is_version(self.value)
+
+
+def is_version(spec: str) -> bool:
+    return _VERSION.fullmatch(spec) is not None
+
+
+def parse_source(text: str, cwd: Path | None = None) -> CodexSource:
+    """`npm:<version or tag>`, `path:<file>` (made absolute) or `reference`."""
+    kind, colon, value = text.strip().partition(":")
+    if kind == "reference" and not colon:
+        return CodexSource(SourceKind.REFERENCE)
+    if kind == "npm" and (is_version(value) or _DIST_TAG.fullmatch(value)):
+        return CodexSource(SourceKind.NPM, value)
+    if kind == "path" and value and "\n" not in value:
+        file = Path(os.path.expanduser(value))
+        return CodexSource(SourceKind.PATH, str((cwd or Path.cwd()) / file))
+    raise SourceError(
+        f"codex source {text.strip()!r} is not npm:<version or dist-tag> (e.g. npm:latest, "
+        "npm:0.169.0), path:<codex binary> or reference"
+    )
+
+
+def platform_target(machine: str | None = None) -> tuple[str, str]:
+    """This machine's npm platform suffix and target triple."""
+    machine = (machine or platform.machine()).lower()
+    if platform.system() != "Linux" or machine not in LINUX_TARGETS:
+        raise SourceError(f"codex publishes no npm package for {platform.system()} {machine}")
+    return LINUX_TARGETS[machine]
+
+
+def platform_package(version: str, machine: str | None = None) -> str:
+    """`@openai/codex@0.169.0-linux-x64`: the platform package, without the launcher."""
+    suffix, _ = platform_target(machine)
+    return f"{NPM_PACKAGE}@{version}-{suffix}"
+
+
+# -- integrity ----------------------------------------------------------------------
+
+
+def integrity_of(path: Path) -> str:
+    """The file's `sha512-<base64>`, as npm writes integrity."""
+    digest = hashlib.sha512()
+    with path.open("rb") as file:
+        while chunk := file.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return "sha512-" + base64.b64encode(digest.digest()).decode()
+
+
+def integrity_hex(integrity: str) -> str:
+    """The hex digest inside an `<algorithm>-<base64>` integrity string."""
+    _, _, encoded = integrity.partition("-")
+    try:
+        return base64.b64decode(encoded, validate=True).hex()
+    except ValueError as error:
+        raise SourceError(f"malformed integrity {integrity!r}") from error
+
+
+def check_integrity(path: Path, expected: str, what: str) -> None:
+    if not expected.startswith("sha512-"):
+        raise SourceError(f"{what}: the registry lists no sha512 integrity ({expected!r})")
+    actual = integrity_of(path)
+    if actual != expected:
+        raise SourceError(
+            f"{what}: the download does not match the registry's integrity (expected "
+            f"{expected}, got {actual}): tampered or truncated; nothing was installed"
+        )
+
+
+def tree_integrity(root: Path) -> str:
+    """One `sha512-<base64>` for a payload copied from a directory: each file's path,
+    executable bit and content, in path order."""
+    digest = hashlib.sha512()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = path.relative_to(root).as_posix()
+        digest.update(f"{relative}\0{os.access(path, os.X_OK):d}\0".encode())
+        with path.open("rb") as file:
+            while chunk := file.read(CHUNK_BYTES):
+                digest.update(chunk)
+    return "sha512-" + base64.b64encode(digest.digest()).decode()
+
+
+# -- npm ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Npm:
+    """The npm client, as the user configured it; run in `workdir` (no project config)."""
+
+    executable: str
+    workdir: Path
+
+    @classmethod
+    def find(cls, workdir: Path) -> Npm | None:
+        found = shutil.which("npm")
+        return None if found is None else cls(found, workdir)
+
+    def run(self, args: list[str], what: str, timeout: float) -> str:
+        try:
+            completed = subprocess.run(
+                [self.executable, *args],
+                cwd=self.workdir,
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                timeout=timeout,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError) as error:
+            raise SourceError(f"{what}: npm {' '.join(args)}: {error}") from error
+        if completed.returncode != 0:
+            tail = (completed.stdout + completed.stderr).strip()[-OUTPUT_TAIL_CHARS:]
+            raise SourceError(f"{what}: npm {' '.join(args)} exited {completed.returncode}: {tail}")
+        return completed.stdout
+
+    def view(self, spec: str, field: str) -> str | None:
+        """One field of `npm view`; None when the registry has no such field."""
+        output = self.run(["view", spec, field, "--json"], f"asking npm for {spec} {field}",
+                          NPM_VIEW_TIMEOUT_SECONDS)  # fmt: skip
+        if not output.strip():
+            return None
+        try:
+            value = json.loads(output)
+        except json.JSONDecodeError as error:
+            raise SourceError(f"npm view {spec} {field} printed {output[:200]!r}") from error
+        return value if isinstance(value, str) else None
+
+    def resolve_version(self, spec: str) -> str:
+        """A version as it is; a dist-tag as the registry resolves it now."""
+        if is_version(spec):
+            return spec
+        version = self.view(NPM_PACKAGE, f"dist-tags.{spec}")
+        if version is None or not is_version(version):
+            raise SourceError(f"npm lists no dist-tag {spec!r} for {NPM_PACKAGE} (got {version!r})")
+        return version
+
+    def integrity(self, package: str) -> str:
+        value = self.view(package, "dist.integrity")
+        if value is None:
+            raise SourceError(f"npm lists no integrity for {package}: is it published?")
+        return value
+
+    def pack(self, package: str, destination: Path) -> Path:
+        """The package's tarball, through npm's cache, into `destination`."""
+        destination.mkdir(parents=True, exist_ok=True)
+        output = self.run(
+            ["pack", package, "--pack-destination", str(destination), "--json"],
+            f"fetching {package}",
+            NPM_PACK_TIMEOUT_SECONDS,
+        )
+        try:
+            filename = json.loads(output)[0]["filename"]
+        except (ValueError, LookupError, TypeError):
+            found = sorted(destination.glob("*.tgz"))
+            if len(found) != 1:
+                raise SourceError(f"npm pack {package} left no tarball in {destination}") from None
+            return found[0]
+        tarball = destination / os.path.basename(str(filename))
+        if not tarball.is_file():
+            raise SourceError(f"npm pack {package} did not write {tarball}")
+        return tarball
+
+
+# -- payloads -------------------------------------------------------------------------
+
+
+def extract_payload(tarball: Path, triple: str, destination: Path) -> None:
+    """`package/vendor/<triple>/` of an npm tarball into `destination`. Only regular
+    files and directories are taken, each inside that directory."""
+    prefix = PurePosixPath("package", "vendor", triple)
+    destination.mkdir(parents=True, exist_ok=True)
+    found = False
+    try:
+        with tarfile.open(tarball, "r:gz") as archive:
+            for member in archive:
+                path = PurePosixPath(member.name)
+                if path.is_absolute() or ".." in path.parts:
+                    raise SourceError(f"{tarball} holds the unsafe path {member.name!r}")
+                if prefix not in path.parents:
+                    continue
+                if not (member.isfile() or member.isdir()):
+                    raise SourceError(f"{tarball}: {member.name} is not a regular file")
+                target = destination.joinpath(*path.relative_to(prefix).parts)
+                if member.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                source = archive.extractfile(member)
+                assert source is not None  # a regular file
+                with source, target.open("wb") as out:
+                    shutil.copyfileobj(source, out, CHUNK_BYTES)
+                target.chmod(0o755 if member.mode & 0o111 else 0o644)
+                found = True
+    except (OSError, tarfile.TarError, EOFError) as error:
+        raise SourceError(f"cannot unpack {tarball}: {error}") from error
+    if not found:
+        raise SourceError(f"{tarball} has nothing under {prefix}: not codex's platform package")
+
+
+def payload_entrypoint(payload: Path) -> str:
+    """The codex binary inside a payload, relative to it (`bin/codex`)."""
+    try:
+        manifest = json.loads((payload / PAYLOAD_MANIFEST).read_text())
+        entrypoint = str(manifest["entrypoint"])
+    except (OSError, ValueError, KeyError, TypeError):
+        entrypoint = DEFAULT_ENTRYPOINT
+    parts = PurePosixPath(entrypoint).parts
+    if PurePosixPath(entrypoint).is_absolute() or ".." in parts or not parts:
+        raise SourceError(f"{payload / PAYLOAD_MANIFEST} names an unsafe entrypoint {entrypoint!r}")
+    return entrypoint
+
+
+def payload_root_of(binary: Path) -> Path | None:
+    """The payload directory a codex binary is the entrypoint of, if it is one."""
+    for root in (binary.parent.parent, binary.parent):
+        manifest = root / PAYLOAD_MANIFEST
+        if manifest.is_file():
+            try:
+                entry = payload_entrypoint(root)
+            except SourceError:
+                return None
+            if (root / entry).resolve() == binary:
+                return root
+    return None
+
+
+def copy_payload(binary: Path, destination: Path) -> str:
+    """A codex binary on this machine into `destination`, with the payload it is the
+    entrypoint of when it is one (`.../vendor/<triple>/bin/codex`); its integrity."""
+    resolved = binary.resolve()
+    if not (resolved.is_file() and os.access(resolved, os.X_OK)):
+        raise SourceError(f"path:{binary} is not an executable file")
+    root = payload_root_of(resolved)
+    try:
+        if root is None:
+            target = destination / DEFAULT_ENTRYPOINT
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(resolved, target)
+            target.chmod(0o755)
+        else:
+            shutil.copytree(root, destination, symlinks=False, dirs_exist_ok=True)
+    except OSError as error:
+        raise SourceError(f"cannot copy path:{binary} into {destination}: {error}") from error
+    return tree_integrity(destination)
+
+
+def binary_version(binary: Path) -> str:
+    """The second word of `<binary> --version`."""
+    try:
+        completed = subprocess.run(
+            [str(binary), "--version"],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=VERSION_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        raise SourceError(f"{binary} --version: {error}") from error
+    words = completed.stdout.split()
+    if completed.returncode != 0 or len(words) < 2:
+        tail = (completed.stdout + completed.stderr).strip()[-OUTPUT_TAIL_CHARS:]
+        raise SourceError(
+            f"{binary} --version exited {completed.returncode} without '<name> <version>': {tail}"
+        )
+    return words[1]
+
+
+def fetch_npm_payload(
+    npm: Npm, version: str, destination: Path, download_dir: Path, integrity: str | None = None
+) -> str:
+    """codex `version`'s payload into `destination`, verified; its integrity. The
+    tarball goes through `download_dir` and is removed once unpacked."""
+    package = platform_package(version)
+    _, triple = platform_target()
+    expected = integrity or npm.integrity(package)
+    tarball = npm.pack(package, download_dir)
+    try:
+        check_integrity(tarball, expected, package)
+        extract_payload(tarball, triple, destination)
+    finally:
+        tarball.unlink(missing_ok=True)
+    return expected

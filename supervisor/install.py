@@ -1,0 +1,288 @@
+"""install.sh's second half: everything that writes under CODEX_HOME/packages, under
+the install lock.
+
+install.sh has chosen the interpreter, found codexd's source, and fetched and verified
+the release artifact; it then runs this module from inside that artifact with that
+interpreter (the one the release will run with):
+
+    <python> -I -S -c '<import from the artifact>' <artifact> --home H --release R
+        --sha256 S --source 'channel <dir|url>' [--force]
+
+It plans the release from the newest codex of the codex source and this codexd release
+without writing anything, and builds it only when that release is not current yet (nor
+rejected here): the stores get what they lack, the release dir is staged, run, renamed
+into place, `previous` is written and `current` switched. On any failure, or SIGTERM,
+what this run made is removed and the install is as it was. Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from supervisor.codex_source import CodexSource, Npm, SourceError, SourceKind, parse_source
+from supervisor.front import Release, release_name, render_codexd_launcher, render_front
+from supervisor.release_dir import (
+    InstallError,
+    check_interpreter,
+    codexd_part,
+    install_bin_command,
+    stage_release,
+    write_record,
+)
+from supervisor.standalone import (
+    RELEASE_MARKER,
+    Layout,
+    codexd_current_release,
+    read_line,
+    read_marker,
+    read_rejected,
+    releases_in_use,
+    releases_to_keep,
+)
+from supervisor.stores import (
+    StoreError,
+    codexd_installed,
+    install_codex,
+    install_codexd,
+    plan_codex,
+    prune,
+    remove,
+    sweep_leftovers,
+)
+
+CODEX_SOURCE_ENV = "CODEXD_CODEX_SOURCE"
+LOCK_WAIT_SECONDS = 900.0
+LOCK_POLL_SECONDS = 0.1
+DEFAULT_NPM_SOURCE = "npm:latest"
+
+
+class Interrupted(BaseException):
+    """SIGTERM, SIGHUP or SIGINT: unwind, removing what this run made."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def say(message: str) -> None:
+    print(f"install.sh: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Options:
+    home: Path
+    artifact: Path
+    release: str  # the codexd release: `<version>-<12 hex>`
+    sha256: str
+    source: str  # codexd's source as `source` records it
+    scratch: Path  # install.sh's temp dir: npm runs there
+    force: bool
+
+
+def parse_options(argv: Sequence[str]) -> Options:
+    parser = argparse.ArgumentParser(prog="install.sh (installer)")
+    parser.add_argument("artifact", type=Path)
+    parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument("--release", required=True)
+    parser.add_argument("--sha256", required=True)
+    parser.add_argument("--source", required=True)
+    parser.add_argument("--scratch", type=Path, required=True)
+    parser.add_argument("--force", action="store_true")
+    args = parser.parse_args(argv)
+    return Options(
+        home=args.home.absolute(),
+        artifact=args.artifact,
+        release=args.release,
+        sha256=args.sha256,
+        source=args.source,
+        scratch=args.scratch,
+        force=args.force,
+    )
+
+
+@contextlib.contextmanager
+def install_lock(layout: Layout) -> Iterator[None]:
+    """The lock every install into this home holds for its whole run, the updater's
+    included, so that two never stage, rename or prune at once."""
+    layout.standalone.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(
+            layout.install_lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
+        )
+    except OSError as error:
+        raise InstallError(
+            f"cannot open the install lock {layout.install_lock}: {error.strerror}"
+        ) from error
+    try:
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waiting:
+                    say(f"waiting for another install ({layout.install_lock} is held)")
+                    waiting = True
+                if time.monotonic() >= deadline:
+                    raise InstallError(
+                        f"another install held {layout.install_lock} for {LOCK_WAIT_SECONDS:g} s"
+                    ) from None
+                time.sleep(LOCK_POLL_SECONDS)
+        yield
+    finally:
+        os.close(fd)
+
+
+def choose_codex_source(
+    layout: Layout, environ: dict[str, str], npm: Npm | None
+) -> tuple[CodexSource, bool]:
+    """The codex source and whether to record it: the environment's, else the recorded
+    one, else npm:latest when npm is there, else the reference app-server, unrecorded,
+    so that a later install with npm on PATH moves to the real codex."""
+    text = environ.get(CODEX_SOURCE_ENV) or read_line(layout.record("codex-source"))
+    if text:
+        try:
+            return parse_source(text), True
+        except SourceError as error:
+            where = (
+                CODEX_SOURCE_ENV if environ.get(CODEX_SOURCE_ENV) else layout.record("codex-source")
+            )
+            raise InstallError(f"{where}: {error}") from error
+    if npm is not None:
+        return parse_source(DEFAULT_NPM_SOURCE), True
+    say(
+        "npm is not on PATH, so this installs codexd's reference app-server in place of the "
+        "real codex. For the real codex, install Node.js and npm and run install.sh again "
+        "(or let the updater do it), or give a binary: "
+        "CODEXD_CODEX_SOURCE=path:/path/to/codex sh install.sh"
+    )
+    return CodexSource(SourceKind.REFERENCE), False
+
+
+def install(options: Options, environ: dict[str, str]) -> None:
+    layout = Layout(options.home)
+    python = os.path.realpath(sys.executable)
+    check_interpreter(options.artifact, options.release, python)
+    codexd = codexd_part(options.artifact, options.release, options.sha256)
+    with install_lock(layout):
+        sweep_leftovers(
+            [layout.standalone, layout.releases, layout.codex_store, layout.codexd_store]
+        )
+        current = codexd_current_release(layout)
+        foreign = current is None and (layout.current.exists() or layout.current.is_symlink())
+        if foreign and not options.force:
+            raise InstallError(
+                f"{layout.current} is not a codexd release (not a symlink to a release with "
+                f"{RELEASE_MARKER}); rerun with --force to replace it"
+            )
+        npm = Npm.find(options.scratch)
+        source, record_source = choose_codex_source(layout, environ, npm)
+        planned = plan_codex(layout, source, npm)
+        release = Release(
+            python, layout.packages, codexd, None if planned is None else planned.part
+        )
+        front = render_front(release)
+        name = release_name(release, front)
+        records = {"source": options.source, "python": python}
+        if record_source:
+            records["codex-source"] = str(source)
+
+        if name == current and release_is_whole(layout, name, front):
+            for record, value in records.items():
+                write_record(layout, record, value)
+            finish(layout, options.home)
+            say(f"release {name} is already installed")
+            return
+        if name in read_rejected(layout):
+            rejected = layout.record("rejected")
+            say(f"release {name} was rolled back on this machine (listed in {rejected}); skipped")
+            return
+
+        made: list[Path] = []  # store entries this run adds: removed should it fail
+        try:
+            if not codexd_installed(layout, codexd):
+                say(f"unpacking codexd {codexd.store} into {layout.codexd_store}")
+                made.append(install_codexd(layout, codexd, options.artifact, python))
+            if planned is not None and planned.fetch is not None:
+                say(
+                    f"fetching codex {planned.part.version} from {source} into {layout.codex_store}"
+                )
+                made.append(install_codex(layout, planned))
+            stage_release(
+                layout,
+                name,
+                front,
+                render_codexd_launcher(release),
+                release,
+                current,
+                options.force,
+            )
+        except BaseException:
+            for path in made:
+                remove(path)
+            raise
+        for record, value in records.items():
+            write_record(layout, record, value)
+        finish(layout, options.home)
+        codex = (
+            "codexd's reference app-server"
+            if release.codex is None
+            else f"codex {release.codex.version}"
+        )
+        say(f"installed release {name} ({codex} from {source}, codexd {codexd.store})")
+
+
+def release_is_whole(layout: Layout, name: str, front: str) -> bool:
+    directory = layout.releases / name
+    try:
+        same_front = (directory / "codex").read_text() == front
+    except (OSError, UnicodeDecodeError):
+        return False
+    marker = read_marker(directory / RELEASE_MARKER)
+    codex = marker.get("codex", "")
+    stores = [layout.codexd_store / marker.get("codexd", "") / ".codexd-artifact"]
+    if codex and codex != "reference":
+        stores.append(layout.codex_store / codex / ".codexd-payload")
+    return same_front and all(path.is_file() for path in stores)
+
+
+def finish(layout: Layout, home: Path) -> None:
+    """Prune to current, previous and what runs; put the codexd command on PATH."""
+    previous = read_line(layout.record("previous"))
+    keep = releases_to_keep(codexd_current_release(layout), previous, releases_in_use(home))
+    for path in prune(layout, keep):
+        say(f"removed {path}")
+    install_bin_command(home, os.environ)
+
+
+def handle_signals() -> None:
+    def interrupted(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, interrupted)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_options(sys.argv[1:] if argv is None else argv)
+    handle_signals()
+    os.umask(0o022)
+    try:
+        install(options, dict(os.environ))
+    except (InstallError, StoreError, SourceError) as error:
+        say(f"error: {error}")
+        return 1
+    except Interrupted as stop:
+        say(f"interrupted by signal {stop.signum}; the install is as it was")
+        return 128 + stop.signum
+    return 0
