@@ -174,17 +174,13 @@ def install(options: Options, environ: dict[str, str]) -> None:
     python = os.path.realpath(sys.executable)
     check_interpreter(options.artifact, options.release, python)
     codexd = codexd_part(options.artifact, options.release, options.sha256)
+    refuse_foreign(layout, options.force)  # first without the lock: no lock file made
     with install_lock(layout):
         sweep_leftovers(
             [layout.standalone, layout.releases, layout.codex_store, layout.codexd_store]
         )
+        refuse_foreign(layout, options.force)
         current = codexd_current_release(layout)
-        foreign = current is None and (layout.current.exists() or layout.current.is_symlink())
-        if foreign and not options.force:
-            raise InstallError(
-                f"{layout.current} is not a codexd release (not a symlink to a release with "
-                f"{RELEASE_MARKER}); rerun with --force to replace it"
-            )
         npm = Npm.find(options.scratch)
         source, record_source = choose_codex_source(layout, environ, npm)
         planned = plan_codex(layout, source, npm)
@@ -208,7 +204,9 @@ def install(options: Options, environ: dict[str, str]) -> None:
             say(f"release {name} was rolled back on this machine (listed in {rejected}); skipped")
             return
 
-        made: list[Path] = []  # store entries this run adds: removed should it fail
+        # What this run adds, removed should it fail: store entries, and the store
+        # directories themselves when it made them.
+        made = [path for path in (layout.codex_store, layout.codexd_store) if not path.exists()]
         try:
             if not codexd_installed(layout, codexd):
                 say(f"unpacking codexd {codexd.store} into {layout.codexd_store}")
@@ -228,7 +226,7 @@ def install(options: Options, environ: dict[str, str]) -> None:
                 options.force,
             )
         except BaseException:
-            for path in made:
+            for path in reversed(made):
                 remove(path)
             raise
         for record, value in records.items():
@@ -240,6 +238,17 @@ def install(options: Options, environ: dict[str, str]) -> None:
             else f"codex {release.codex.version}"
         )
         say(f"installed release {name} ({codex} from {source}, codexd {codexd.store})")
+
+
+def refuse_foreign(layout: Layout, force: bool) -> None:
+    foreign = codexd_current_release(layout) is None and (
+        layout.current.exists() or layout.current.is_symlink()
+    )
+    if foreign and not force:
+        raise InstallError(
+            f"{layout.current} is not a codexd release (not a symlink to a release with "
+            f"{RELEASE_MARKER}); rerun with --force to replace it"
+        )
 
 
 def release_is_whole(layout: Layout, name: str, front: str) -> bool:

@@ -168,10 +168,11 @@ def install_codexd(layout: Layout, part: CodexdPart, artifact: Path, python: str
         )
         if not compiled:
             raise StoreError(f"byte-compiling {staged} with {python} failed (see above)")
-        run_check([python, "-I", "-S", "-c", _IMPORT_CHECK, str(staged)],
-                  f"importing codexd {part.store} with {python}")  # fmt: skip
-        words = run_check([python, "-I", "-S", str(staged), "--version"],
-                          f"codexd {part.store} --version").split()  # fmt: skip
+        what = f"codexd release {part.store} does not run with {python}"
+        run_check([python, "-I", "-S", "-c", _IMPORT_CHECK, str(staged)], f"{what}: importing")
+        words = run_check(
+            [python, "-I", "-S", str(staged), "--version"], f"{what}: --version"
+        ).split()
         if words[1:2] != [part.version]:
             raise StoreError(f"codexd {part.store} reports {' '.join(words)!r}, not {part.version}")
         (staged / CODEXD_MARKER).write_text(

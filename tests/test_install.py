@@ -1,20 +1,23 @@
 """install.sh and release/publish.py, run as a user would: `sh install.sh` into a
-temporary CODEX_HOME, from a checkout, a channel directory, or piped.
+temporary CODEX_HOME, from a checkout, a channel directory, or piped; codex from the
+reference app-server (the codex sources have their own tests).
 
-Building a release takes a few seconds, so the session builds one base release into a
-channel once (from a snapshot of this checkout, so edits made while the tests run do
-not change it) and the tests copy that channel when they need to change it.
+The session builds one base release into a channel once (from a snapshot of this
+checkout, so edits made while the tests run do not change it); tests that need other
+codexd releases derive them from it with `artifact_variant`.
 """
 
 from __future__ import annotations
 
-import hashlib
+import fcntl
+import json
 import os
 import shutil
 import signal
 import stat
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,23 +26,24 @@ import pytest
 
 from tests.conftest import wait_for
 from tests.https_server import serve_https
-
-CHECKOUT = Path(__file__).resolve().parent.parent
-INSTALL_SH = CHECKOUT / "install.sh"
-PUBLISH_PY = CHECKOUT / "release" / "publish.py"
-# What publish.py needs from a checkout to build a release.
-CHECKOUT_PARTS = ("supervisor", "workers", "commands", "release", "install.sh")
-MARKER_NAME = ".codexd-release"
-# A cold build cache needs a venv with pex and a wheelhouse from the registry.
-BUILD_TIMEOUT_SECONDS = 300.0
-INSTALL_TIMEOUT_SECONDS = 300.0
-
-
-@dataclass(frozen=True)
-class Published:
-    channel: Path
-    release: str
-    sha256: str
+from tests.releases import (
+    CHECKOUT,
+    INSTALL_SH,
+    INSTALL_TIMEOUT_SECONDS,
+    PUBLISH_PY,
+    RELEASE_MARKER,
+    Published,
+    artifact_variant,
+    clean_env,
+    copy_checkout,
+    current_release,
+    fake_codex,
+    publish,
+    publish_artifact,
+    run_version,
+    sha256_of,
+    standalone,
+)
 
 
 @dataclass
@@ -49,45 +53,6 @@ class Ran:
     stderr: str
 
 
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def clean_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("CODEXD_") and key != "CODEX_HOME"
-    }
-    # The build cache is shared with developers' own builds, so a warm one is reused.
-    if "CODEXD_BUILD_CACHE" in os.environ:
-        env["CODEXD_BUILD_CACHE"] = os.environ["CODEXD_BUILD_CACHE"]
-    env["CODEX_HOME"] = str(home)
-    env.update(extra)
-    return env
-
-
-def publish(checkout: Path, channel: Path, *args: str) -> Published:
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(checkout / "release" / "publish.py"),
-            "--channel",
-            str(channel),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT_SECONDS,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    release = completed.stdout.strip()
-    assert release and "\n" not in release, completed.stdout
-    return Published(channel, release, sha256_of(channel / "artifacts" / release))
-
-
 def install(
     home: Path,
     *args: str,
@@ -95,26 +60,19 @@ def install(
     script: Path = INSTALL_SH,
     piped: bool = False,
     cwd: Path | None = None,
+    **extra: str,
 ) -> Ran:
     """Run install.sh as a file (`sh install.sh`) or piped (`sh < install.sh`)."""
-    extra = {} if channel is None else {"CODEXD_CHANNEL": str(channel)}
-    if piped:
-        with script.open("rb") as stdin:
-            completed = subprocess.run(
-                ["sh", "-s", "--", *args],
-                stdin=stdin,
-                capture_output=True,
-                env=clean_env(home, **extra),
-                cwd=cwd or home.parent,
-                timeout=INSTALL_TIMEOUT_SECONDS,
-                check=False,
-            )
-    else:
+    if channel is not None:
+        extra["CODEXD_CHANNEL"] = str(channel)
+    env = clean_env(home, home.parent / "bin", **extra)
+    command = ["sh", "-s", "--", *args] if piped else ["sh", str(script), *args]
+    with script.open("rb") if piped else open(os.devnull, "rb") as stdin:
         completed = subprocess.run(
-            ["sh", str(script), *args],
-            stdin=subprocess.DEVNULL,
+            command,
+            stdin=stdin,
             capture_output=True,
-            env=clean_env(home, **extra),
+            env=env,
             cwd=cwd or home.parent,
             timeout=INSTALL_TIMEOUT_SECONDS,
             check=False,
@@ -122,49 +80,25 @@ def install(
     return Ran(completed.returncode, completed.stdout.decode(), completed.stderr.decode())
 
 
-def copy_checkout(destination: Path) -> Path:
-    """The parts of this checkout a release is built from, without caches."""
-    destination.mkdir(parents=True)
-    for part in CHECKOUT_PARTS:
-        source = CHECKOUT / part
-        if source.is_dir():
-            shutil.copytree(
-                source, destination / part, ignore=shutil.ignore_patterns("__pycache__")
-            )
-        else:
-            shutil.copy2(source, destination / part)
-    return destination
-
-
 def copy_channel(published: Published, destination: Path) -> Published:
     shutil.copytree(published.channel, destination)
     return Published(destination, published.release, published.sha256)
-
-
-def script_artifact(path: Path, version_line: str, exit_status: int = 0) -> Path:
-    """A release that is a shell script: enough for install.sh, which only runs --version."""
-    path.write_text(f"#!/bin/sh\necho '{version_line}'\nexit {exit_status}\n")
-    path.chmod(0o755)
-    return path
-
-
-def standalone(home: Path) -> Path:
-    return home / "packages" / "standalone"
-
-
-def current_target(home: Path) -> str:
-    return os.readlink(standalone(home) / "current")
 
 
 def release_dirs(home: Path) -> list[str]:
     return sorted(path.name for path in (standalone(home) / "releases").iterdir())
 
 
+def store(home: Path, kind: str) -> list[str]:
+    directory = home / "packages" / kind
+    return sorted(path.name for path in directory.iterdir()) if directory.exists() else []
+
+
 def snapshot(root: Path, dir_mtimes: bool = True) -> dict[str, tuple[object, ...]]:
     """Every entry under `root`: kind, and link target or inode, mtime, size and mode.
 
     Without `dir_mtimes`, a directory's mtime is left out: a failed install may have
-    staged (and removed) an entry in releases/."""
+    staged (and removed) an entry in it."""
     entries: dict[str, tuple[object, ...]] = {}
     if not root.exists():
         return entries
@@ -194,14 +128,21 @@ def snapshot_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def base(tmp_path_factory: pytest.TempPathFactory, snapshot_checkout: Path) -> Published:
     """The base release, built once per session into its own channel."""
-    return publish(snapshot_checkout, tmp_path_factory.mktemp("base") / "channel")
+    return publish(tmp_path_factory.mktemp("base") / "channel", snapshot_checkout)
+
+
+def publish_variant(channel: Path, base: Published, version: str, **files: bytes) -> Published:
+    variant = artifact_variant(base.artifact, channel.parent / f"codexd-{version}", version, files)
+    return publish_artifact(channel, variant)
 
 
 @pytest.fixture(scope="module")
 def checkout_install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Ran]]:
-    """This checkout's install.sh run once with no channel: it builds from the checkout."""
-    home = tmp_path_factory.mktemp("checkout-install") / "home"
-    yield home, install(home)
+    """A copy of this checkout (no git) installed with its install.sh and no channel."""
+    root = tmp_path_factory.mktemp("checkout-install")
+    checkout = copy_checkout(root / "codexd")
+    home = root / "home"
+    yield home, install(home, script=checkout / "install.sh")
 
 
 def test_install_from_checkout_builds_and_installs_a_release(
@@ -209,28 +150,48 @@ def test_install_from_checkout_builds_and_installs_a_release(
 ) -> None:
     home, ran = checkout_install
     assert ran.returncode == 0, ran.stderr
-    target = current_target(home)
-    assert target.startswith("releases/")
-    release = target.removeprefix("releases/")
-    assert ran.stderr.splitlines()[-1] == f"install.sh: installed codexd release {release}"
-    assert release.startswith("0.1.0-")
+    release = current_release(home)
+    assert ran.stderr.splitlines()[-1].startswith(f"install.sh: installed release {release} (")
+    assert "not a git checkout" in ran.stderr
 
     managed = standalone(home) / "current" / "codex"
-    version = subprocess.run(
-        [str(managed), "--version"], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert version.stdout.strip() == "codexd 0.1.0"
-
+    assert run_version(managed) == "codexd 0.1.0"
     release_dir = standalone(home) / "releases" / release
-    digest = sha256_of(release_dir / "codex")
-    assert release == f"0.1.0-{digest[:12]}"
-    assert (release_dir / MARKER_NAME).read_text() == f"release={release}\nsha256={digest}\n"
-    assert (standalone(home) / "source").read_text() == f"checkout {CHECKOUT}\n"
+    front_digest = sha256_of(release_dir / "codex")
+    assert release == f"0.1.0-{front_digest[:12]}"
+    marker = dict(line.split("=", 1) for line in (release_dir / RELEASE_MARKER).read_text().split())
+    assert marker["release"] == release and marker["sha256"] == front_digest
+    assert marker["codex"] == "reference"
+    assert store(home, "codexd") == [marker["codexd"]]
+    assert marker["codexd"].startswith("0.1.0-")
+    assert (standalone(home) / "source").read_text().startswith("checkout ")
+    assert (standalone(home) / "codex-source").read_text() == "reference\n"
+    python = (standalone(home) / "python").read_text().strip()
+    assert Path(python).is_absolute() and os.path.realpath(python) == python
     assert not (standalone(home) / "previous").exists()
     assert release_dirs(home) == [release]
-    assert stat.S_IMODE((release_dir / "codex").stat().st_mode) == 0o755
-    assert stat.S_IMODE(release_dir.stat().st_mode) == 0o755
-    assert stat.S_IMODE((release_dir / MARKER_NAME).stat().st_mode) == 0o644
+    for path in (release_dir / "codex", release_dir / "codexd", release_dir):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o755
+    assert stat.S_IMODE((release_dir / RELEASE_MARKER).stat().st_mode) == 0o644
+    # Compiled at install, by the interpreter the release runs with.
+    codexd_dir = home / "packages" / "codexd" / marker["codexd"]
+    assert list((codexd_dir / "supervisor" / "__pycache__").glob("lifecycle.cpython-*.pyc"))
+
+
+def test_the_codexd_command_runs_the_current_release_for_its_home(
+    checkout_install: tuple[Path, Ran],
+) -> None:
+    home, ran = checkout_install
+    command = home.parent / "bin" / "codexd"
+    assert f"the codexd command is {command}" in ran.stderr
+    assert f"{command.parent} is not on PATH: add it" in ran.stderr
+    env = {key: value for key, value in os.environ.items() if key != "CODEX_HOME"}
+    assert run_version(command, env) == "codexd 0.1.0"
+    status = subprocess.run(
+        [str(command), "status", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert status.returncode == 0, status.stderr
+    assert str(home) in status.stdout
 
 
 def test_second_install_from_checkout_changes_nothing(
@@ -238,16 +199,39 @@ def test_second_install_from_checkout_changes_nothing(
 ) -> None:
     home, first = checkout_install
     assert first.returncode == 0, first.stderr
+    checkout = Path((standalone(home) / "source").read_text().split(" ", 1)[1].strip())
     before = snapshot(home)
 
-    again = install(home)
+    again = install(home, script=checkout / "install.sh")
 
     assert again.returncode == 0, again.stderr
-    release = current_target(home).removeprefix("releases/")
-    assert again.stderr.splitlines()[-1] == (
-        f"install.sh: codexd release {release} is already installed"
-    )
+    release = current_release(home)
+    assert again.stderr.splitlines()[-1] == f"install.sh: release {release} is already installed"
     assert snapshot(home) == before
+
+
+def git(checkout: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(checkout), *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_a_git_checkout_installs_its_committed_head_only(tmp_path: Path) -> None:
+    checkout = copy_checkout(tmp_path / "codexd")
+    git(checkout, "init", "-q")
+    git(checkout, "add", "-A")
+    git(checkout, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
+    version_file = checkout / "supervisor" / "version.py"
+    version_file.write_text(version_file.read_text().replace('"0.1.0"', '"9.9.9"'))
+
+    ran = install(tmp_path / "home", script=checkout / "install.sh")
+
+    assert ran.returncode == 0, ran.stderr
+    head = git(checkout, "rev-parse", "--short", "HEAD").strip()
+    assert f"building codexd from the committed HEAD ({head}) of {checkout}" in ran.stderr
+    assert "1 uncommitted or untracked paths are left out" in ran.stderr
+    assert run_version(standalone(tmp_path / "home") / "current" / "codex") == "codexd 0.1.0"
 
 
 def test_same_sources_build_the_same_bytes(
@@ -261,16 +245,14 @@ def test_same_sources_build_the_same_bytes(
     (other / "commands" / "__pycache__").mkdir()
     (other / "commands" / "__pycache__" / "cli.cpython-311.pyc").write_bytes(b"stale")
 
-    rebuilt = publish(other, tmp_path / "channel")
+    rebuilt = publish(tmp_path / "channel", other)
 
     assert (rebuilt.release, rebuilt.sha256) == (base.release, base.sha256)
 
 
 def test_publish_writes_the_channel(tmp_path: Path, base: Published) -> None:
     channel = copy_channel(base, tmp_path / "channel").channel
-    second = publish(
-        CHECKOUT, channel, "--artifact", str(script_artifact(tmp_path / "a", "codexd 0.2.0"))
-    )
+    second = publish_variant(channel, base, "0.2.0")
 
     assert second.release == f"0.2.0-{second.sha256[:12]}"
     assert (channel / "latest").read_text() == f"{second.release}\n"
@@ -278,15 +260,15 @@ def test_publish_writes_the_channel(tmp_path: Path, base: Published) -> None:
         f"{base.sha256}  artifacts/{base.release}\n{second.sha256}  artifacts/{second.release}\n"
     )
     assert (channel / "install.sh").read_bytes() == INSTALL_SH.read_bytes()
-    assert stat.S_IMODE((channel / "artifacts" / second.release).stat().st_mode) == 0o755
+    assert stat.S_IMODE(second.artifact.stat().st_mode) == 0o755
 
     # Publishing the same artifact again replaces its line rather than adding one.
-    publish(CHECKOUT, channel, "--artifact", str(tmp_path / "a"))
+    publish_artifact(channel, second.artifact)
     assert len((channel / "SHA256SUMS").read_text().splitlines()) == 2
 
 
-def test_publish_fails_clearly_on_an_artifact_that_does_not_run(tmp_path: Path) -> None:
-    broken = script_artifact(tmp_path / "broken", "nope", exit_status=3)
+def test_publish_fails_clearly_on_a_file_that_is_not_an_artifact(tmp_path: Path) -> None:
+    broken = fake_codex(tmp_path / "broken", "0.1.0")
     completed = subprocess.run(
         [
             sys.executable,
@@ -303,7 +285,7 @@ def test_publish_fails_clearly_on_an_artifact_that_does_not_run(tmp_path: Path) 
     )
     assert completed.returncode != 0
     assert completed.stdout == ""
-    assert str(broken) in completed.stderr
+    assert f"{broken} is not a codexd release artifact" in completed.stderr
     assert not (tmp_path / "c" / "latest").exists()
 
 
@@ -314,31 +296,27 @@ def test_install_from_channel_switches_to_the_newest_and_keeps_the_previous(
     channel = copy_channel(base, tmp_path / "channel").channel
     first = install(home, channel=channel)
     assert first.returncode == 0, first.stderr
-    assert current_target(home) == f"releases/{base.release}"
+    r1 = current_release(home)
     assert (standalone(home) / "source").read_text() == f"channel {channel}\n"
 
-    newer = publish(
-        CHECKOUT, channel, "--artifact", str(script_artifact(tmp_path / "a", "codexd 0.2.0"))
-    )
+    newer = publish_variant(channel, base, "0.2.0")
     second = install(home, channel=channel)
 
     assert second.returncode == 0, second.stderr
-    assert second.stderr.splitlines()[-1] == f"install.sh: installed codexd release {newer.release}"
-    assert current_target(home) == f"releases/{newer.release}"
-    assert (standalone(home) / "previous").read_text() == f"{base.release}\n"
-    assert release_dirs(home) == sorted([base.release, newer.release])
-    managed = standalone(home) / "current" / "codex"
-    assert subprocess.run([str(managed), "--version"], capture_output=True, text=True).stdout == (
-        "codexd 0.2.0\n"
-    )
+    r2 = current_release(home)
+    assert second.stderr.splitlines()[-1].startswith(f"install.sh: installed release {r2} (")
+    assert r2.startswith("0.2.0-")
+    assert (standalone(home) / "previous").read_text() == f"{r1}\n"
+    assert release_dirs(home) == sorted([r1, r2])
+    assert store(home, "codexd") == sorted([base.release, newer.release])
+    assert run_version(standalone(home) / "current" / "codex") == "codexd 0.2.0"
 
-    # A third release prunes the oldest: only current and previous are kept.
-    third = publish(
-        CHECKOUT, channel, "--artifact", str(script_artifact(tmp_path / "b", "codexd 0.3.0"))
-    )
+    # A third release prunes the oldest and its codexd: only current and previous stay.
+    third = publish_variant(channel, base, "0.3.0")
     assert install(home, channel=channel).returncode == 0
-    assert (standalone(home) / "previous").read_text() == f"{newer.release}\n"
-    assert release_dirs(home) == sorted([newer.release, third.release])
+    assert (standalone(home) / "previous").read_text() == f"{r2}\n"
+    assert release_dirs(home) == sorted([r2, current_release(home)])
+    assert store(home, "codexd") == sorted([newer.release, third.release])
 
 
 def test_checksum_mismatch_fails_and_leaves_the_install_alone(
@@ -347,12 +325,9 @@ def test_checksum_mismatch_fails_and_leaves_the_install_alone(
     home = tmp_path / "home"
     channel = copy_channel(base, tmp_path / "channel").channel
     assert install(home, channel=channel).returncode == 0
-    newer = publish(
-        CHECKOUT, channel, "--artifact", str(script_artifact(tmp_path / "a", "codexd 0.2.0"))
-    )
-    artifact = channel / "artifacts" / newer.release
-    artifact.write_bytes(artifact.read_bytes() + b"# tampered\n")
-    actual = sha256_of(artifact)
+    newer = publish_variant(channel, base, "0.2.0")
+    newer.artifact.write_bytes(newer.artifact.read_bytes() + b"# tampered\n")
+    actual = sha256_of(newer.artifact)
     before = snapshot(home)
 
     ran = install(home, channel=channel)
@@ -362,22 +337,44 @@ def test_checksum_mismatch_fails_and_leaves_the_install_alone(
     assert newer.sha256 in ran.stderr and actual in ran.stderr
     assert "checksum mismatch" in ran.stderr
     assert snapshot(home) == before
-    assert current_target(home) == f"releases/{base.release}"
 
 
-def test_a_release_that_does_not_run_is_not_installed(tmp_path: Path, base: Published) -> None:
+def test_a_codexd_release_that_does_not_run_is_not_installed(
+    tmp_path: Path, base: Published
+) -> None:
     home = tmp_path / "home"
     channel = copy_channel(base, tmp_path / "channel").channel
     assert install(home, channel=channel).returncode == 0
-    broken = script_artifact(tmp_path / "broken", "codexd 0.2.0", exit_status=1)
-    publish(CHECKOUT, channel, "--artifact", str(broken), "--version", "0.2.0")
+    broken_main = b"import sys\nsys.exit('this codexd does not start')\n"
+    broken = artifact_variant(
+        base.artifact, tmp_path / "broken", "0.2.0", {"__main__.py": broken_main}
+    )
+    publish_artifact(channel, broken, "--version", "0.2.0")
     before = snapshot(home, dir_mtimes=False)
 
     ran = install(home, channel=channel)
 
     assert ran.returncode != 0
-    assert "does not run" in ran.stderr
+    assert "does not run" in ran.stderr and "this codexd does not start" in ran.stderr
     assert snapshot(home, dir_mtimes=False) == before
+
+
+def test_a_release_for_another_python_is_refused_clearly(tmp_path: Path, base: Published) -> None:
+    home = tmp_path / "home"
+    with zipfile.ZipFile(base.artifact) as artifact:
+        metadata = json.loads(artifact.read("codexd-release.json"))
+    other = json.dumps({**metadata, "version": "0.2.0", "python": "3.99"}).encode()
+    variant = artifact_variant(
+        base.artifact, tmp_path / "other", "0.2.0", {"codexd-release.json": other}
+    )
+    published = publish_artifact(tmp_path / "channel", variant)
+
+    ran = install(home, channel=tmp_path / "channel")
+
+    assert ran.returncode != 0
+    assert f"release {published.release} cannot run with" in ran.stderr
+    assert "3.99" in ran.stderr and "CODEXD_PYTHON" in ran.stderr
+    assert not (standalone(home) / "current").exists()
 
 
 def test_a_killed_install_leaves_the_install_and_no_temp_files(
@@ -386,11 +383,15 @@ def test_a_killed_install_leaves_the_install_and_no_temp_files(
     home = tmp_path / "home"
     channel = copy_channel(base, tmp_path / "channel").channel
     assert install(home, channel=channel).returncode == 0
+    # A codex whose second `--version` (the check of the copy in the store) hangs.
     started = tmp_path / "version-started"
-    hanging = tmp_path / "hanging"
-    hanging.write_text(f"#!/bin/sh\ntouch '{started}'\nexec sleep 60\n")
-    hanging.chmod(0o755)
-    publish(CHECKOUT, channel, "--artifact", str(hanging), "--version", "0.2.0")
+    count = tmp_path / "version-count"
+    hanging = fake_codex(
+        tmp_path / "hanging",
+        "1.0.0",
+        version_delay=f'echo >> "{count}"; [ "$(wc -l < "{count}")" -lt 2 ] || '
+        f'{{ touch "{started}"; sleep 60; }}; ',
+    )
     temp_root = tmp_path / "tmp"
     temp_root.mkdir()
     before = snapshot(home, dir_mtimes=False)
@@ -398,7 +399,13 @@ def test_a_killed_install_leaves_the_install_and_no_temp_files(
     # As the updater runs it: its own process group, ended with SIGTERM mid-install.
     process = subprocess.Popen(
         ["sh", str(INSTALL_SH)],
-        env=clean_env(home, CODEXD_CHANNEL=str(channel), TMPDIR=str(temp_root)),
+        env=clean_env(
+            home,
+            tmp_path / "bin",
+            CODEXD_CHANNEL=str(channel),
+            TMPDIR=str(temp_root),
+            CODEXD_CODEX_SOURCE=f"path:{hanging}",
+        ),
         cwd=tmp_path,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -406,15 +413,16 @@ def test_a_killed_install_leaves_the_install_and_no_temp_files(
         start_new_session=True,
     )
     try:
-        wait_for(started.exists, timeout=30, what="the artifact's --version to start")
+        wait_for(started.exists, timeout=60, what="the copied codex's --version to start")
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
+        _, stderr = process.communicate()
 
     assert process.returncode != 0
+    assert b"the install is as it was" in stderr, stderr
     assert snapshot(home, dir_mtimes=False) == before
     assert list(temp_root.iterdir()) == []
 
@@ -490,7 +498,7 @@ def test_a_foreign_managed_binary_is_replaced_only_with_force(
     forced = install(home, "--force", channel=base.channel)
 
     assert forced.returncode == 0, forced.stderr
-    assert current_target(home) == f"releases/{base.release}"
+    assert run_version(standalone(home) / "current" / "codex") == "codexd 0.1.0"
     kept = [path for path in standalone(home).iterdir() if path.name.startswith("current.")]
     assert [path.name for path in kept] != []
     assert (kept[0] / "codex").read_text() == "#!/bin/sh\necho 'codex-cli 0.169.0'\n"
@@ -499,8 +507,7 @@ def test_a_foreign_managed_binary_is_replaced_only_with_force(
 def test_a_release_without_the_marker_is_not_codexds(tmp_path: Path, base: Published) -> None:
     home = tmp_path / "home"
     theirs = standalone(home) / "releases" / "0.169.0-x86_64"
-    theirs.mkdir(parents=True)
-    script_artifact(theirs / "codex", "codex-cli 0.169.0")
+    fake_codex(theirs / "codex", "0.169.0")
     (standalone(home) / "current").symlink_to("releases/0.169.0-x86_64")
     before = snapshot(home)
 
@@ -513,22 +520,25 @@ def test_a_release_without_the_marker_is_not_codexds(tmp_path: Path, base: Publi
     forced = install(home, "--force", channel=base.channel)
 
     assert forced.returncode == 0, forced.stderr
-    assert current_target(home) == f"releases/{base.release}"
+    assert current_release(home) != "0.169.0-x86_64"
     # Only codexd's own releases are ever pruned.
     assert (theirs / "codex").is_file()
     assert not (standalone(home) / "previous").exists()
 
 
-def test_a_rejected_release_is_not_installed(tmp_path: Path, base: Published) -> None:
+def test_a_rejected_release_is_not_installed_again(tmp_path: Path, base: Published) -> None:
     home = tmp_path / "home"
-    standalone(home).mkdir(parents=True)
-    (standalone(home) / "rejected").write_text(f"0.0.1-aaaaaaaaaaaa\n{base.release}\n")
+    assert install(home, channel=base.channel).returncode == 0
+    reference_release = current_release(home)
+    codex = fake_codex(tmp_path / "codex", "1.0.0")
+    assert install(home, channel=base.channel, CODEXD_CODEX_SOURCE=f"path:{codex}").returncode == 0
+    (standalone(home) / "rejected").write_text(f"0.0.1-aaaaaaaaaaaa\n{reference_release}\n")
     before = snapshot(home)
 
-    ran = install(home, channel=base.channel)
+    ran = install(home, channel=base.channel, CODEXD_CODEX_SOURCE="reference")
 
     assert ran.returncode == 0, ran.stderr
-    assert f"release {base.release} was rolled back on this machine" in ran.stderr
+    assert f"release {reference_release} was rolled back on this machine" in ran.stderr
     assert snapshot(home) == before
 
 
@@ -541,19 +551,17 @@ def test_piped_install_uses_the_channel_then_the_recorded_source(
     first = install(home, channel=channel, script=channel / "install.sh", piped=True)
 
     assert first.returncode == 0, first.stderr
-    assert current_target(home) == f"releases/{base.release}"
     assert (standalone(home) / "source").read_text() == f"channel {channel}\n"
+    first_release = current_release(home)
 
-    newer = publish(
-        CHECKOUT, channel, "--artifact", str(script_artifact(tmp_path / "a", "codexd 0.2.0"))
-    )
+    publish_variant(channel, base, "0.2.0")
     # No CODEXD_CHANNEL, and run from inside the checkout: piped, it has no file to
     # find the checkout by, so the recorded source is used.
     second = install(home, script=channel / "install.sh", piped=True, cwd=CHECKOUT)
 
     assert second.returncode == 0, second.stderr
-    assert current_target(home) == f"releases/{newer.release}"
-    assert (standalone(home) / "previous").read_text() == f"{base.release}\n"
+    assert current_release(home).startswith("0.2.0-")
+    assert (standalone(home) / "previous").read_text() == f"{first_release}\n"
 
 
 @pytest.fixture
@@ -573,7 +581,7 @@ def test_curl_piped_to_sh_installs_from_an_https_channel(
     def run(**extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             command,
-            env=clean_env(home, CURL_CA_BUNDLE=str(cert), **extra),
+            env=clean_env(home, tmp_path / "bin", CURL_CA_BUNDLE=str(cert), **extra),
             cwd=tmp_path,
             capture_output=True,
             text=True,
@@ -585,13 +593,13 @@ def test_curl_piped_to_sh_installs_from_an_https_channel(
     first = run(CODEXD_CHANNEL=url)
 
     assert first.returncode == 0, first.stderr
-    assert current_target(home) == f"releases/{base.release}"
+    assert (home / "packages" / "codexd" / base.release).is_dir()
     assert (standalone(home) / "source").read_text() == f"channel {url}\n"
 
     again = run()
 
     assert again.returncode == 0, again.stderr
-    assert f"codexd release {base.release} is already installed" in again.stderr
+    assert f"release {current_release(home)} is already installed" in again.stderr
 
 
 def test_with_no_source_install_says_how_to_give_one(tmp_path: Path) -> None:
@@ -599,6 +607,61 @@ def test_with_no_source_install_says_how_to_give_one(tmp_path: Path) -> None:
     assert ran.returncode != 0
     assert "set CODEXD_CHANNEL" in ran.stderr
     assert "checkout" in ran.stderr
+
+
+def hold_install_lock(home: Path) -> int:
+    lock = standalone(home) / "install.lock"
+    fd = os.open(lock, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def test_an_install_waits_for_the_install_lock(tmp_path: Path, base: Published) -> None:
+    home = tmp_path / "home"
+    assert install(home, channel=base.channel).returncode == 0
+    fd = hold_install_lock(home)
+    process = subprocess.Popen(
+        ["sh", str(INSTALL_SH)],
+        env=clean_env(home, tmp_path / "bin", CODEXD_CHANNEL=str(base.channel)),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        line = wait_for(process.stderr.readline, timeout=60, what="the installer's first line")
+        assert "waiting for another install" in line and "install.lock is held" in line
+        assert process.poll() is None
+    finally:
+        os.close(fd)
+        _, rest = process.communicate(timeout=60)
+    assert process.returncode == 0, rest
+    assert "is already installed" in rest
+
+
+def test_concurrent_installs_both_succeed_and_agree(tmp_path: Path, base: Published) -> None:
+    home = tmp_path / "home"
+    channel = copy_channel(base, tmp_path / "channel").channel
+    assert install(home, channel=channel).returncode == 0
+    publish_variant(channel, base, "0.2.0")
+    processes = [
+        subprocess.Popen(
+            ["sh", str(INSTALL_SH)],
+            env=clean_env(home, tmp_path / "bin", CODEXD_CHANNEL=str(channel)),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outcomes = [(process.wait(timeout=120), process.communicate()[1]) for process in processes]
+
+    assert [code for code, _ in outcomes] == [0, 0, 0], outcomes
+    assert sum("install.sh: installed release" in err for _, err in outcomes) == 1
+    assert run_version(standalone(home) / "current" / "codex") == "codexd 0.2.0"
+    assert [p.name for p in (standalone(home) / "releases").iterdir() if p.name[0] == "."] == []
 
 
 def test_install_sh_passes_shellcheck() -> None:

@@ -46,17 +46,30 @@ class Stopping(Exception):
 
 
 def installer_command(source: ReleaseSource) -> list[str]:
-    """The installer for a source, always run by `sh` with the script on stdin when it
-    comes from a channel, as `curl ... | sh` would."""
+    """The installer for a source, always run by `sh` with the script on stdin, as
+    `curl ... | sh` would. From a checkout, the committed HEAD's install.sh (it then
+    builds from HEAD too), so that an edit in progress is never rolled out; a checkout
+    that is not a git one, its install.sh as it is. The script is read in full before
+    `sh` starts, so that a failed download or `git show` fails the pass instead of
+    running half a script."""
     if source.kind == "checkout":
-        return ["sh", str(Path(source.location) / "install.sh")]
+        script = (
+            'if git -C "$1" rev-parse -q --verify HEAD >/dev/null 2>&1; then '
+            'script=$(git -C "$1" show HEAD:./install.sh) && printf "%s\\n" "$script" | sh; '
+            'else sh "$1/install.sh"; fi'
+        )
+        return ["sh", "-c", script, "sh", source.location]
     if source.location.startswith("https://"):
-        fetch = 'curl -fsSL --proto "=https" "$1/install.sh" | sh'
+        fetch = (
+            'script=$(curl -fsSL --proto "=https" "$1/install.sh") && printf "%s\\n" "$script" | sh'
+        )
         return ["sh", "-c", fetch, "sh", source.location]
     return ["sh", "-c", 'sh < "$1/install.sh"', "sh", source.location]
 
 
 def resolve_source(paths: HomePaths, environ: dict[str, str]) -> ReleaseSource | None:
+    """codexd's source: CODEXD_CHANNEL, else what the last install recorded. (codex's
+    source, CODEXD_CODEX_SOURCE, is install.sh's to read: the installer inherits it.)"""
     channel = environ.get(config.CHANNEL_ENV)
     if channel:
         return ReleaseSource("channel", channel)
