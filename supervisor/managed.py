@@ -1,4 +1,6 @@
-"""The managed binary: the one executable every worker is launched from."""
+"""The managed binary (`current/codex`, a release's front): the one executable every
+worker is launched from. Its `--version` is the real codex's (codexd's with the
+`reference` source), and its content digest identifies the release."""
 
 from __future__ import annotations
 
@@ -19,9 +21,9 @@ def require_managed_binary(managed_binary: Path) -> Path:
     resolved = Path(os.path.realpath(managed_binary))
     if not (resolved.is_file() and os.access(resolved, os.X_OK)):
         raise DaemonError(
-            f"managed codexd install not found at {managed_binary}: install it with "
-            "`sh install.sh` from a codexd checkout (or `CODEXD_CHANNEL=<channel> sh install.sh`), "
-            "then rerun this command"
+            f"managed codex install not found at {managed_binary}: install codexd and codex "
+            "with `sh install.sh` from a codexd checkout (or `CODEXD_CHANNEL=<channel> sh "
+            "install.sh`), then rerun this command"
         )
     return resolved
 

@@ -74,11 +74,16 @@ def staging_path(parent: Path, name: str, kind: str = "tmp") -> Path:
 
 
 def pid_alive(pid: int) -> bool:
+    """Running: a zombie is not (an orphan may wait long for a reaper)."""
     try:
         os.kill(pid, 0)
     except OSError as error:
         return error.errno == errno.EPERM
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def remove(path: Path) -> None:

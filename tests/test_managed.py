@@ -64,6 +64,31 @@ def test_missing_managed_binary_error_names_path_and_install_sh(tmp_path: Path) 
     assert str(missing) in str(error.value)
 
 
+def test_the_version_and_digest_are_the_resolved_fronts_and_follow_current(
+    tmp_path: Path,
+) -> None:
+    """`current` switching to another release is another file: asked again."""
+    cache = tmp_path / "managed-binary.json"
+    counter = tmp_path / "runs"
+    releases = tmp_path / "releases"
+    for name, version in (("r1", "0.166.0"), ("r2", "0.169.0")):
+        (releases / name).mkdir(parents=True)
+        fake_binary(releases / name / "codex", version, counter)
+    current = tmp_path / "current"
+    current.symlink_to("releases/r1")
+    managed = current / "codex"
+    assert managed_version(managed, cache) == "0.166.0"
+    assert managed_digest(managed, cache) == file_digest(releases / "r1" / "codex")
+
+    (tmp_path / "current.new").symlink_to("releases/r2")
+    (tmp_path / "current.new").replace(current)
+
+    assert managed_version(managed, cache) == "0.169.0"
+    assert managed_digest(managed, cache) == file_digest(releases / "r2" / "codex")
+    assert managed_version(managed, cache) == "0.169.0"
+    assert runs(counter) == 2
+
+
 def test_digest_is_cached_by_file_identity_and_recomputed_after_a_write(tmp_path: Path) -> None:
     cache = tmp_path / "managed-binary.json"
     binary = tmp_path / "codex"

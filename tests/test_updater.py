@@ -1,17 +1,18 @@
 """bootstrap and the updater loop, with real releases built from this checkout.
 
 Passes are triggered with SIGUSR1 (the schedule is set to an hour), and each test
-waits for the updater's last-pass file to show the pass finished.
+waits for the updater's last-pass file to show the pass finished. Homes are installed
+with codex from the reference app-server or a fake codex (`path:`, or npm:latest from a
+fake npm), recorded in packages/standalone/codex-source: the updater's install.sh reads
+the record, so a test moves the source by rewriting it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +25,16 @@ import pytest
 
 from supervisor.digest import file_digest
 from tests.conftest import Home, is_gone, make_home, processes_of_home, wait_for
+from tests.releases import (
+    FakeNpm,
+    artifact_variant,
+    copy_checkout,
+    fake_codex,
+    publish,
+    publish_artifact,
+    run_version,
+)
 
-CHECKOUT = Path(__file__).resolve().parent.parent
 PASS_TIMEOUT_SECONDS = 60.0
 QUIET_SCHEDULE = {
     "CODEXD_UPDATE_INITIAL_DELAY_SECONDS": "3600",
@@ -33,31 +42,9 @@ QUIET_SCHEDULE = {
 }
 
 
-def publish(channel: Path, checkout: Path = CHECKOUT, artifact: Path | None = None) -> str:
-    """Publish a release into `channel`; its name."""
-    command = [sys.executable, str(checkout / "release" / "publish.py"), "--channel", str(channel)]
-    if artifact is not None:
-        command += ["--artifact", str(artifact)]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-    assert completed.returncode == 0, completed.stderr
-    return completed.stdout.strip()
-
-
-def checkout_copy_with_version(destination: Path, version: str) -> Path:
-    ignore = shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.egg-info", ".*_cache")
-    shutil.copytree(CHECKOUT, destination, ignore=ignore)
-    version_file = destination / "supervisor" / "version.py"
-    text = version_file.read_text().replace(
-        'CODEXD_VERSION = "0.1.0"', f'CODEXD_VERSION = "{version}"'
-    )
-    assert version in text
-    version_file.write_text(text)
-    return destination
-
-
 @dataclass(frozen=True)
 class Releases:
-    """Artifacts built once per session: v1 from this checkout, v2 with version 0.2.0."""
+    """codexd artifacts built once per session: v1 from this checkout, v2 with version 0.2.0."""
 
     v1: Path
     v2: Path
@@ -66,43 +53,49 @@ class Releases:
 @pytest.fixture(scope="session")
 def releases(tmp_path_factory: pytest.TempPathFactory) -> Releases:
     root = tmp_path_factory.mktemp("releases")
-    v1_channel = root / "v1"
-    v1_name = publish(v1_channel)
-    v2_channel = root / "v2"
-    v2_name = publish(v2_channel, checkout_copy_with_version(root / "src-v2", "0.2.0"))
-    return Releases(v1=v1_channel / "artifacts" / v1_name, v2=v2_channel / "artifacts" / v2_name)
+    v1 = publish(root / "v1", copy_checkout(root / "codexd")).artifact
+    return Releases(v1=v1, v2=artifact_variant(v1, root / "codexd-0.2.0", "0.2.0"))
 
 
 @pytest.fixture
 def channel(tmp_path: Path, releases: Releases) -> Path:
     """A channel of the test's own whose latest is v1."""
     path = tmp_path / "channel"
-    publish(path, artifact=releases.v1)
+    publish_artifact(path, releases.v1)
     return path
+
+
+def codex_source(home: Home, source: str) -> None:
+    """Move the recorded codex source, as `CODEXD_CODEX_SOURCE=... sh install.sh` would."""
+    (home.paths.standalone_dir / "codex-source").write_text(source + "\n")
 
 
 @pytest.fixture
 def installed(tmp_path: Path, channel: Path) -> Iterator[Home]:
-    """A home with v1 installed by install.sh from `channel`."""
+    """A home with v1 installed by install.sh from `channel`, codex from the reference."""
     home = make_home(tmp_path / "home")
-    home.env.update(QUIET_SCHEDULE)
+    home.env.update(QUIET_SCHEDULE, CODEXD_BIN_DIR=str(tmp_path / "bin"))
     try:
-        install(home, channel)
+        install(home, channel, CODEXD_CODEX_SOURCE="reference")
         yield home
     finally:
         home.cleanup()
 
 
-def install(home: Home, channel: Path) -> None:
+def install(home: Home, channel: Path, **extra: str) -> None:
     completed = subprocess.run(
         ["sh", str(channel / "install.sh")],
-        env={**home.env, "CODEXD_CHANNEL": str(channel)},
+        env={**home.env, "CODEXD_CHANNEL": str(channel), **extra},
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
+
+
+def managed_digest(home: Home) -> str:
+    return file_digest(home.paths.managed_binary.resolve())
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -190,35 +183,64 @@ def test_a_new_release_moves_app_server_then_updater(
 ) -> None:
     installed.ok("bootstrap")
     pid = updater_ready(installed, starts=1)
-    publish(channel, artifact=releases.v2)
+    publish_artifact(channel, releases.v2)
 
     outcome = run_pass(installed, pid)
 
     assert outcome["installer"] == "ok"
     assert outcome["appServer"] == "restarted"
     assert outcome["reexec"] is True
-    v2_digest = file_digest(releases.v2)
+    v2_digest = managed_digest(installed)
     assert app_server_digest(installed) == v2_digest
     assert installed.ok("version")["appServerVersion"] == "0.2.0"
     assert updater_ready(installed, starts=2) == pid
     record = updater_record(installed)
     assert record is not None and record["executableDigest"] == v2_digest
-    assert (
-        "0.2.0"
-        in subprocess.run(
-            [str(installed.paths.managed_binary), "--version"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    assert run_version(installed.paths.managed_binary) == "codexd 0.2.0"
 
 
-def replace_out_of_band(home: Home, target: Path, tmp_path: Path) -> Path:
+def test_a_new_codex_at_the_source_moves_app_server_then_updater(
+    installed: Home, tmp_path: Path
+) -> None:
+    installed.ok("bootstrap")
+    pid = updater_ready(installed, starts=1)
+    before = managed_digest(installed)
+    codex_source(installed, f"path:{fake_codex(tmp_path / 'codex', '1.2.0')}")
+
+    outcome = run_pass(installed, pid)
+
+    assert outcome["installer"] == "ok"
+    assert outcome["appServer"] == "restarted"
+    assert outcome["reexec"] is True
+    assert run_version(installed.paths.managed_binary) == "codex-cli 1.2.0"
+    assert managed_digest(installed) != before
+    assert app_server_digest(installed) == managed_digest(installed)
+    assert updater_ready(installed, starts=2) == pid
+
+
+def test_npm_latest_moving_is_followed_by_the_next_pass(
+    installed: Home, channel: Path, tmp_path: Path
+) -> None:
+    npm = FakeNpm.create(tmp_path / "npm")
+    npm.publish("1.0.0")
+    installed.env["PATH"] = npm.path_with_npm()
+    install(installed, channel, CODEXD_CODEX_SOURCE="npm:latest")
+    installed.ok("bootstrap")
+    pid = updater_ready(installed, starts=1)
+    assert run_version(installed.paths.managed_binary) == "codex-cli 1.0.0"
+    npm.publish("1.1.0")
+
+    outcome = run_pass(installed, pid)
+
+    assert outcome["appServer"] == "restarted"
+    assert run_version(installed.paths.managed_binary) == "codex-cli 1.1.0"
+    assert app_server_digest(installed) == managed_digest(installed)
+
+
+def replace_out_of_band(home: Home, tmp_path: Path) -> Path:
     """Another tool rewrites the managed binary: different bytes, same version."""
     managed = home.paths.managed_binary.resolve()
-    managed.write_text(f'#!/bin/sh\n# rewritten out of band\nexec "{target}" "$@"\n')
-    managed.chmod(0o755)
+    managed.write_text(managed.read_text() + "# rewritten out of band\n")
     # The installer succeeds and changes nothing: only the rewrite differs.
     noop_channel = tmp_path / "noop-channel"
     noop_channel.mkdir()
@@ -228,12 +250,12 @@ def replace_out_of_band(home: Home, target: Path, tmp_path: Path) -> Path:
 
 
 def test_out_of_band_replacement_restarts_app_server_then_reexecs_updater(
-    installed: Home, releases: Releases, tmp_path: Path
+    installed: Home, tmp_path: Path
 ) -> None:
     installed.ok("bootstrap")
     pid = updater_ready(installed, starts=1)
     server_before = installed.app_server_pids()
-    managed = replace_out_of_band(installed, releases.v1, tmp_path)
+    managed = replace_out_of_band(installed, tmp_path)
     installed.env.pop("CODEXD_CHANNEL", None)
 
     outcome = run_pass(installed, pid)
@@ -253,7 +275,7 @@ def test_with_no_app_server_the_updater_reexecs_and_starts_nothing(
     installed.ok("bootstrap")
     pid = updater_ready(installed, starts=1)
     installed.ok("stop")
-    publish(channel, artifact=releases.v2)
+    publish_artifact(channel, releases.v2)
 
     outcome = run_pass(installed, pid)
 
@@ -262,28 +284,17 @@ def test_with_no_app_server_the_updater_reexecs_and_starts_nothing(
     assert updater_ready(installed, starts=2) == pid
     assert installed.app_server_pids() == []
     record = updater_record(installed)
-    assert record is not None and record["executableDigest"] == file_digest(releases.v2)
+    assert record is not None and record["executableDigest"] == managed_digest(installed)
 
 
-def broken_release(tmp_path: Path) -> Path:
-    """Answers --version like a release; its app-server exits at once."""
-    path = tmp_path / "broken-codex"
-    path.write_text(
-        '#!/bin/sh\nif [ "$1" = --version ]; then echo "codexd 0.3.0"; exit 0; fi\n'
-        'echo "broken release: refusing to serve" >&2\nexit 1\n'
-    )
-    path.chmod(0o755)
-    return path
-
-
-def test_a_release_whose_app_server_does_not_start_is_rolled_back(
-    installed: Home, channel: Path, tmp_path: Path
+def test_a_release_whose_codex_does_not_answer_is_rolled_back(
+    installed: Home, tmp_path: Path
 ) -> None:
     installed.ok("bootstrap")
     pid = updater_ready(installed, starts=1)
     good = installed.paths.managed_binary.resolve()
     good_digest = file_digest(good)
-    bad_name = publish(channel, artifact=broken_release(tmp_path))
+    codex_source(installed, f"path:{fake_codex(tmp_path / 'codex', '1.3.0', serve=False)}")
 
     outcome = run_pass(installed, pid)
 
@@ -296,7 +307,8 @@ def test_a_release_whose_app_server_does_not_start_is_rolled_back(
     assert record is not None and record["pid"] == pid
     assert record["executableDigest"] == good_digest
     rejected = (installed.paths.standalone_dir / "rejected").read_text().split()
-    assert bad_name in rejected
+    assert len(rejected) == 1 and rejected[0].startswith("1.3.0-")
+    assert "this codex does not serve" in installed.paths.app_server_log.read_text()
 
     # The next pass does not install the rejected release again.
     again = run_pass(installed, pid)
@@ -399,7 +411,7 @@ def test_start_racing_an_updater_restart_leaves_one_app_server(
     pid = updater_ready(installed, starts=1)
     installed.ok("stop")
     installed.ok("start")
-    publish(channel, artifact=releases.v2)
+    publish_artifact(channel, releases.v2)
     before = (last_pass(installed) or {}).get("pass", 0)
     os.kill(pid, signal.SIGUSR1)
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -414,7 +426,7 @@ def test_start_racing_an_updater_restart_leaves_one_app_server(
     assert len(servers) == 1
     record = installed.record()
     assert record is not None and record["pid"] == servers[0]
-    assert record["executableDigest"] == file_digest(releases.v2)
+    assert record["executableDigest"] == managed_digest(installed)
     assert (
         len([p for p in processes_of_home(installed.path) if "pid-update-loop" in p.cmdline()]) == 1
     )

@@ -1,0 +1,246 @@
+"""The pure parts of releases: codex sources, the front's text and name, what stays on
+disk, the interpreter check, the updater's installer command; and the disk usage
+`status` shows."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from supervisor.codex_source import (
+    CodexSource,
+    SourceError,
+    SourceKind,
+    check_integrity,
+    extract_payload,
+    integrity_hex,
+    integrity_of,
+    parse_source,
+)
+from supervisor.front import (
+    CodexdPart,
+    CodexPart,
+    Release,
+    check_relative,
+    release_name,
+    render_bin_command,
+    render_codexd_launcher,
+    render_front,
+    sh_quote,
+)
+from supervisor.paths import HomePaths
+from supervisor.release_dir import interpreter_mismatch
+from supervisor.standalone import (
+    ReleaseSource,
+    release_disk_usage,
+    releases_to_keep,
+    stores_to_keep,
+)
+from tests.releases import fake_payload, npm_tarball
+from workers.updater import installer_command
+
+NPM, PATH, REFERENCE = SourceKind.NPM, SourceKind.PATH, SourceKind.REFERENCE
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "value", "pinned"),
+    [
+        ("npm:latest", NPM, "latest", False),
+        ("npm:next", NPM, "next", False),
+        ("npm:0.169.0", NPM, "0.169.0", True),
+        ("npm:0.170.0-alpha.2", NPM, "0.170.0-alpha.2", True),
+        (" npm:0.166.0\n", NPM, "0.166.0", True),
+        ("path:/opt/codex", PATH, "/opt/codex", True),
+        ("path:bin/codex", PATH, "/work/bin/codex", True),
+        ("reference", REFERENCE, "", True),
+    ],
+)
+def test_codex_sources_parse(text: str, kind: SourceKind, value: str, pinned: bool) -> None:
+    source = parse_source(text, cwd=Path("/work"))
+    assert (source.kind, source.value, source.pinned) == (kind, value, pinned)
+    assert parse_source(str(source), cwd=Path("/work")) == source
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "npm:", "npm:1.2", "npm:-rf", "npm:a b", "path:", "reference:x", "git:main", "latest"],
+)
+def test_bad_codex_sources_are_refused_naming_the_forms(text: str) -> None:
+    with pytest.raises(SourceError, match=r"npm:<version or dist-tag>.*path:.*reference"):
+        parse_source(text)
+
+
+def test_integrity_is_npms_sha512_and_a_mismatch_names_both(tmp_path: Path) -> None:
+    tarball = tmp_path / "package.tgz"
+    tarball.write_bytes(b"payload")
+    integrity = integrity_of(tarball)
+    assert integrity.startswith("sha512-") and len(integrity_hex(integrity)) == 128
+    check_integrity(tarball, integrity, "pkg")
+    tarball.write_bytes(b"payload, tampered")
+    with pytest.raises(SourceError, match="does not match") as error:
+        check_integrity(tarball, integrity, "pkg")
+    assert integrity in str(error.value) and integrity_of(tarball) in str(error.value)
+    with pytest.raises(SourceError, match="no sha512"):
+        check_integrity(tarball, "sha1-AAAA", "pkg")
+
+
+def test_a_payload_is_what_the_package_ships_for_this_platform(tmp_path: Path) -> None:
+    tarball = tmp_path / "codex.tgz"
+    tarball.write_bytes(npm_tarball(fake_payload(tmp_path / "src", "1.0.0"), "1.0.0"))
+    extract_payload(tarball, "x86_64-unknown-linux-musl", tmp_path / "out")
+    found = sorted(
+        p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*")
+    )
+    assert found == [
+        "bin", "bin/codex", "codex-package.json", "codex-resources",
+        "codex-resources/notice.txt",
+    ]  # fmt: skip
+    assert os.access(tmp_path / "out" / "bin" / "codex", os.X_OK)
+    with pytest.raises(SourceError, match="nothing under package/vendor/aarch64"):
+        extract_payload(tarball, "aarch64-unknown-linux-musl", tmp_path / "other")
+
+
+CODEXD = CodexdPart(store="0.1.0-aaaaaaaaaaaa", sha256="a" * 64, version="0.1.0")
+CODEX = CodexPart(
+    store="0.169.0-bbbbbbbbbbbb",
+    entrypoint="bin/codex",
+    integrity="sha512-bbbb",
+    version="0.169.0",
+    source="@openai/codex@0.169.0-linux-x64",
+)
+RELEASE = Release("/usr/bin/python3.11", Path("/home/u/.codex/packages"), CODEXD, CODEX)
+
+
+@pytest.mark.parametrize(
+    ("change", "what"),
+    [
+        ({"codex": CODEX.__class__(**{**CODEX.__dict__, "integrity": "sha512-cccc"})}, "codex"),
+        ({"codexd": CODEXD.__class__(**{**CODEXD.__dict__, "sha256": "c" * 64})}, "codexd"),
+        ({"python": "/usr/bin/python3.12"}, "interpreter"),
+        ({"codex": None}, "reference"),
+    ],
+)
+def test_the_front_changes_whenever_a_part_does(change: dict[str, object], what: str) -> None:
+    other = Release(**{**RELEASE.__dict__, **change})
+    assert render_front(other) != render_front(RELEASE), what
+    assert release_name(other, render_front(other)) != release_name(RELEASE, render_front(RELEASE))
+
+
+def test_the_release_name_shows_the_codex_version_and_the_fronts_digest() -> None:
+    front = render_front(RELEASE)
+    assert release_name(RELEASE, front).startswith("0.169.0-")
+    reference = Release(**{**RELEASE.__dict__, "codex": None})
+    assert release_name(reference, render_front(reference)).startswith("0.1.0-")
+
+
+def test_the_scripts_quote_what_they_embed(tmp_path: Path) -> None:
+    odd = Path(tmp_path / 'it\'s $HOME `x` "q"')
+    odd.mkdir()
+    (odd / "codexd").mkdir()
+    release = Release(**{**RELEASE.__dict__, "packages": odd, "codex": None})
+    launcher = tmp_path / "launcher"
+    # A launcher out of place falls back to the packages it was installed into.
+    launcher.write_text(render_codexd_launcher(release).replace("exec ", "echo ", 1))
+    out = subprocess.run(["sh", str(launcher), "a b"], capture_output=True, text=True, check=True)
+    assert out.stdout == f"/usr/bin/python3.11 -I -S {odd}/codexd/0.1.0-aaaaaaaaaaaa a b\n"
+    assert sh_quote("it's") == "'it'\\''s'"
+    assert f"CODEX_HOME={sh_quote(str(odd))}" in render_bin_command(odd)
+
+
+@pytest.mark.parametrize("path", ["../x", "a/../b", "/abs", "a b", "a$b", "", "a\nb"])
+def test_unsafe_paths_never_reach_a_script(path: str) -> None:
+    with pytest.raises(ValueError, match="unsafe path"):
+        check_relative(path)
+
+
+@pytest.mark.parametrize(
+    ("built_for", "mismatch"),
+    [
+        ({"implementation": "cpython", "python": "3.11", "machine": "x86_64"}, None),
+        ({"implementation": "cpython", "python": "3.12", "machine": "x86_64"}, "cpython 3.12"),
+        ({"implementation": "pypy", "python": "3.11", "machine": "x86_64"}, "pypy 3.11"),
+        ({"implementation": "cpython", "python": "3.11", "machine": "aarch64"}, "aarch64"),
+        ({}, "? ? ?"),
+    ],
+)
+def test_a_release_runs_only_with_the_python_it_is_built_for(
+    built_for: dict[str, str], mismatch: str | None
+) -> None:
+    running = {"implementation": "cpython", "python": "3.11", "machine": "x86_64"}
+    found = interpreter_mismatch(built_for, running)
+    assert (found is None) == (mismatch is None)
+    assert mismatch is None or (found is not None and mismatch in found)
+
+
+@pytest.mark.parametrize(
+    ("current", "previous", "in_use", "kept"),
+    [
+        ("b", "a", set(), {"a", "b"}),
+        ("b", None, set(), {"b"}),
+        ("b", "a", {"old"}, {"a", "b", "old"}),
+        (None, None, set(), set()),
+        ("b", "b", {"b"}, {"b"}),
+    ],
+)
+def test_current_previous_and_releases_in_use_stay(
+    current: str | None, previous: str | None, in_use: set[str], kept: set[str]
+) -> None:
+    assert releases_to_keep(current, previous, in_use) == kept
+
+
+def test_the_stores_kept_are_those_the_kept_releases_name() -> None:
+    markers = [
+        {"codex": "0.169.0-aaaa", "codexd": "0.1.0-cccc"},
+        {"codex": "reference", "codexd": "0.2.0-dddd"},
+        {},  # a release of before the stores: names none
+    ]
+    assert stores_to_keep(markers) == ({"0.169.0-aaaa"}, {"0.1.0-cccc", "0.2.0-dddd"})
+
+
+@pytest.mark.parametrize(
+    ("source", "fragments"),
+    [
+        (
+            ReleaseSource("checkout", "/src/codexd"),
+            ['git -C "$1" show HEAD:./install.sh', "/src/codexd"],
+        ),
+        (
+            ReleaseSource("channel", "https://h/c"),
+            ['script=$(curl -fsSL --proto "=https"', "https://h/c"],
+        ),
+        (ReleaseSource("channel", "/srv/channel"), ['sh < "$1/install.sh"', "/srv/channel"]),
+    ],
+)
+def test_the_updaters_installer_per_source(source: ReleaseSource, fragments: list[str]) -> None:
+    command = installer_command(source)
+    assert command[:2] == ["sh", "-c"]
+    assert fragments[0] in command[2] and command[-1] == fragments[1]
+
+
+def test_a_failed_download_fails_the_installer_instead_of_running_nothing(tmp_path: Path) -> None:
+    command = installer_command(ReleaseSource("channel", "https://127.0.0.1:9/none"))
+    assert subprocess.run(command, capture_output=True, timeout=60).returncode != 0
+
+
+def test_disk_usage_counts_each_file_once(tmp_path: Path) -> None:
+    paths = HomePaths(tmp_path)
+    payload = tmp_path / "packages" / "codex" / "1.0.0-aaaa"
+    payload.mkdir(parents=True)
+    (payload / "codex").write_bytes(os.urandom(100_000))
+    release = tmp_path / "packages" / "standalone" / "releases" / "r"
+    release.mkdir(parents=True)
+    os.link(payload / "codex", release / "codex")
+    usage = release_disk_usage(paths)
+    assert usage.codex + usage.releases >= 100_000
+    assert usage.total < 200_000
+    assert usage.codexd == 0
+    assert release_disk_usage(HomePaths(tmp_path / "none")).total == 0
+
+
+def test_sources_print_as_they_are_written() -> None:
+    assert str(CodexSource(NPM, "latest")) == "npm:latest"
+    assert str(CodexSource(PATH, "/x")) == "path:/x"
+    assert str(CodexSource(REFERENCE)) == "reference"
