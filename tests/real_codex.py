@@ -1,96 +1,68 @@
-"""The real codex binary, for interoperability tests: installed once from npm into a
-cache shared by test runs, under a file lock so parallel runs do not race.
+"""The real codex for the interoperability tests and the benchmark (bench/real_codex.py
+imports this): one module that fetches `@openai/codex@<version>` once into a cache
+shared by runs, under a file lock so that parallel runs do not race, with the code
+install.sh uses (supervisor/codex_source.py): `npm pack` of the platform package through
+the npm client as configured, checked against the registry's integrity, unpacked to the
+payload codex's own install lays out.
 
-The cache is `${CODEXD_TEST_CACHE:-~/.cache/codexd-test}/codex-<version>`. npm puts
-the platform's binary in an optional dependency of `@openai/codex`:
-`node_modules/@openai/codex-linux-<arch>/vendor/<target triple>/bin/codex`.
+The cache is `${CODEXD_TEST_CACHE:-~/.cache/codexd-test}/codex/<version>/`, holding
+`bin/codex` beside `codex-resources/`, `codex-path/` and `codex-package.json`.
+Standard library only, so that the benchmark runs it with any python3.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-import platform
 import shutil
-import subprocess
+import sys
 from pathlib import Path
 
-CODEX_VERSION = "0.169.0"
-NPM_INSTALL_TIMEOUT_SECONDS = 600.0
+from supervisor.codex_source import Npm, SourceError, fetch_npm_payload, platform_target
 
-# platform.machine() -> (npm package suffix, Rust target triple), as codex's own
-# bin/codex.js maps process.arch.
-_LINUX_TARGETS = {
-    "x86_64": ("linux-x64", "x86_64-unknown-linux-musl"),
-    "amd64": ("linux-x64", "x86_64-unknown-linux-musl"),
-    "aarch64": ("linux-arm64", "aarch64-unknown-linux-musl"),
-    "arm64": ("linux-arm64", "aarch64-unknown-linux-musl"),
-}
+CODEX_VERSION = "0.169.0"
 
 
 class RealCodexUnavailable(Exception):
-    """npm is missing, so the real codex cannot be installed (a reason to skip)."""
+    """npm is missing, or codex has no package for this machine (a reason to skip)."""
 
 
-def cache_dir() -> Path:
+def cache_root() -> Path:
     base = os.environ.get("CODEXD_TEST_CACHE") or str(Path.home() / ".cache" / "codexd-test")
-    return Path(base) / f"codex-{CODEX_VERSION}"
+    return Path(base).expanduser().absolute() / "codex"
 
 
-def binary_in(prefix: Path, machine: str | None = None) -> Path:
-    """Where `npm install --prefix <prefix> @openai/codex` puts this machine's binary."""
-    machine = (machine or platform.machine()).lower()
-    if platform.system() != "Linux" or machine not in _LINUX_TARGETS:
-        raise RealCodexUnavailable(f"no codex npm package for {platform.system()} {machine}")
-    package, triple = _LINUX_TARGETS[machine]
-    return (
-        prefix
-        / "node_modules"
-        / "@openai"
-        / f"codex-{package}"
-        / "vendor"
-        / triple
-        / "bin"
-        / "codex"
-    )
-
-
-def real_codex_binary() -> Path:
-    """The real codex binary, installing it into the cache the first time."""
-    prefix = cache_dir()
-    binary = binary_in(prefix)
+def real_codex_binary(version: str = CODEX_VERSION) -> Path:
+    """The real codex binary of `version`, fetching it into the cache the first time."""
+    try:
+        platform_target()
+    except SourceError as error:
+        raise RealCodexUnavailable(str(error)) from error
+    payload = cache_root() / version
+    binary = payload / "bin" / "codex"
     if _usable(binary):
         return binary
-    npm = shutil.which("npm")
+    payload.parent.mkdir(parents=True, exist_ok=True)
+    npm = Npm.find(payload.parent)
     if npm is None:
-        raise RealCodexUnavailable("npm is not installed: cannot install @openai/codex")
-    prefix.mkdir(parents=True, exist_ok=True)
-    with open(prefix.with_name(prefix.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be installing right now
-        if not _usable(binary):
-            completed = subprocess.run(
-                [
-                    npm,
-                    "install",
-                    "--prefix",
-                    str(prefix),
-                    "--no-audit",
-                    "--no-fund",
-                    f"@openai/codex@{CODEX_VERSION}",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=NPM_INSTALL_TIMEOUT_SECONDS,
-                stdin=subprocess.DEVNULL,
-                check=False,
-            )
-            if completed.returncode != 0 or not _usable(binary):
-                raise RuntimeError(
-                    f"npm install @openai/codex@{CODEX_VERSION} into {prefix} failed "
-                    f"(exit {completed.returncode}; {binary} "
-                    f"{'exists' if binary.exists() else 'missing'}):\n"
-                    f"{completed.stdout[-2000:]}{completed.stderr[-2000:]}"
-                )
+        raise RealCodexUnavailable(f"npm is not on PATH: cannot fetch @openai/codex@{version}")
+    with open(payload.with_name(f"{version}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be fetching it right now
+        if _usable(binary):
+            return binary
+        print(f"fetching @openai/codex@{version} into {payload}", file=sys.stderr, flush=True)
+        staged = payload.with_name(f".{version}.tmp.{os.getpid()}")
+        shutil.rmtree(staged, ignore_errors=True)
+        try:
+            fetch_npm_payload(npm, version, staged / "payload", staged)
+            shutil.rmtree(payload, ignore_errors=True)
+            os.rename(staged / "payload", payload)
+        except SourceError as error:
+            raise RuntimeError(f"fetching the real codex {version} failed: {error}") from error
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+    if not _usable(binary):
+        raise RuntimeError(f"{binary} is missing after fetching @openai/codex@{version}")
     return binary
 
 
