@@ -136,7 +136,7 @@ fi
 
 if [ "$source_kind" = checkout ]; then
 	is_checkout "$source_location" || die "$source_location is not a codexd checkout (no release/publish.py)"
-	choose_python || die "python3 (3.10 or newer) is needed to build a release from $source_location: $python_problem"
+	choose_python || die "python3 is needed (3.10 or newer) to build a release from $source_location: $python_problem"
 	# The committed HEAD only: the checkout is also the updater's source, and an edit in
 	# progress must not be rolled out by the next pass.
 	build_dir=$source_location

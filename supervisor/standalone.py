@@ -111,7 +111,8 @@ def render_marker(values: dict[str, str]) -> str:
 
 
 def is_release_name(name: str) -> bool:
-    return bool(name) and not name.startswith(".") and "/" not in name and name not in ("..",)
+    """A plain entry of releases/: not hidden (staging), not a path."""
+    return bool(name) and not name.startswith(".") and "/" not in name
 
 
 def current_release(paths: HomePaths) -> str | None:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.standalone import ReleaseSource
 from tests.conftest import wait_for
 from tests.https_server import serve_https
 from tests.releases import (
@@ -44,6 +45,7 @@ from tests.releases import (
     sha256_of,
     standalone,
 )
+from workers.updater import installer_command
 
 
 @dataclass
@@ -232,6 +234,20 @@ def test_a_git_checkout_installs_its_committed_head_only(tmp_path: Path) -> None
     assert f"building codexd from the committed HEAD ({head}) of {checkout}" in ran.stderr
     assert "1 uncommitted or untracked paths are left out" in ran.stderr
     assert run_version(standalone(tmp_path / "home") / "current" / "codex") == "codexd 0.1.0"
+
+    # The updater's installer for this checkout runs the committed install.sh too.
+    (checkout / "install.sh").write_text("echo 'the working tree ran' >&2; exit 99\n")
+    updater_run = subprocess.run(
+        installer_command(ReleaseSource("checkout", str(checkout))),
+        env=clean_env(tmp_path / "home", tmp_path / "bin"),
+        capture_output=True,
+        text=True,
+        timeout=INSTALL_TIMEOUT_SECONDS,
+        cwd="/",
+        check=False,
+    )
+    assert updater_run.returncode == 0, updater_run.stderr
+    assert "is already installed" in updater_run.stderr
 
 
 def test_same_sources_build_the_same_bytes(
