@@ -29,7 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.codex_source import CodexSource, Npm, SourceError, SourceKind, parse_source
-from supervisor.front import Release, release_name, render_codexd_launcher, render_front
+from supervisor.front import (
+    CodexdPart,
+    Release,
+    release_name,
+    render_codexd_launcher,
+    render_front,
+)
 from supervisor.release_dir import (
     InstallError,
     check_interpreter,
@@ -49,6 +55,7 @@ from supervisor.standalone import (
     releases_to_keep,
 )
 from supervisor.stores import (
+    PlannedCodex,
     StoreError,
     codexd_installed,
     install_codex,
@@ -169,6 +176,59 @@ def choose_codex_source(
     return CodexSource(SourceKind.REFERENCE), False
 
 
+@dataclass(frozen=True)
+class Plan:
+    """The release the sources offer now, worked out without writing anything."""
+
+    release: Release
+    front: str
+    name: str
+    codex: PlannedCodex | None
+    source: CodexSource
+    records: dict[str, str]  # standalone/'s one-line records once it is installed
+
+    def describe(self) -> str:
+        codex = self.release.codex
+        what = "codexd's reference app-server" if codex is None else f"codex {codex.version}"
+        return f"{what} from {self.source}, codexd {self.release.codexd.store}"
+
+
+def plan_release(
+    options: Options, layout: Layout, environ: dict[str, str], codexd: CodexdPart, python: str
+) -> Plan:
+    npm = Npm.find(options.scratch)
+    source, record_source = choose_codex_source(layout, environ, npm)
+    codex = plan_codex(layout, source, npm)
+    release = Release(python, layout.packages, codexd, None if codex is None else codex.part)
+    front = render_front(release)
+    records = {"source": options.source, "python": python}
+    if record_source:
+        records["codex-source"] = str(source)
+    return Plan(release, front, release_name(release, front), codex, source, records)
+
+
+def build_release(plan: Plan, layout: Layout, options: Options, current: str | None) -> None:
+    """Fill the stores with what they lack, then stage and switch to the release. What
+    this run adds (store entries, and the store directories when it made them) goes
+    again should anything fail."""
+    codexd = plan.release.codexd
+    made = [path for path in (layout.codex_store, layout.codexd_store) if not path.exists()]
+    try:
+        if not codexd_installed(layout, codexd):
+            say(f"unpacking codexd {codexd.store} into {layout.codexd_store}")
+            made.append(install_codexd(layout, codexd, options.artifact, plan.release.python))
+        if plan.codex is not None and plan.codex.fetch is not None:
+            version = plan.codex.part.version
+            say(f"fetching codex {version} from {plan.source} into {layout.codex_store}")
+            made.append(install_codex(layout, plan.codex))
+        launcher = render_codexd_launcher(plan.release)
+        stage_release(layout, plan.name, plan.front, launcher, plan.release, current, options.force)
+    except BaseException:
+        for path in reversed(made):
+            remove(path)
+        raise
+
+
 def install(options: Options, environ: dict[str, str]) -> None:
     layout = Layout(options.home)
     python = os.path.realpath(sys.executable)
@@ -181,63 +241,22 @@ def install(options: Options, environ: dict[str, str]) -> None:
         )
         refuse_foreign(layout, options.force)
         current = codexd_current_release(layout)
-        npm = Npm.find(options.scratch)
-        source, record_source = choose_codex_source(layout, environ, npm)
-        planned = plan_codex(layout, source, npm)
-        release = Release(
-            python, layout.packages, codexd, None if planned is None else planned.part
-        )
-        front = render_front(release)
-        name = release_name(release, front)
-        records = {"source": options.source, "python": python}
-        if record_source:
-            records["codex-source"] = str(source)
-
-        if name == current and release_is_whole(layout, name, front):
-            for record, value in records.items():
-                write_record(layout, record, value)
-            finish(layout, options.home)
-            say(f"release {name} is already installed")
-            return
-        if name in read_rejected(layout):
-            rejected = layout.record("rejected")
-            say(f"release {name} was rolled back on this machine (listed in {rejected}); skipped")
-            return
-
-        # What this run adds, removed should it fail: store entries, and the store
-        # directories themselves when it made them.
-        made = [path for path in (layout.codex_store, layout.codexd_store) if not path.exists()]
-        try:
-            if not codexd_installed(layout, codexd):
-                say(f"unpacking codexd {codexd.store} into {layout.codexd_store}")
-                made.append(install_codexd(layout, codexd, options.artifact, python))
-            if planned is not None and planned.fetch is not None:
-                say(
-                    f"fetching codex {planned.part.version} from {source} into {layout.codex_store}"
-                )
-                made.append(install_codex(layout, planned))
-            stage_release(
-                layout,
-                name,
-                front,
-                render_codexd_launcher(release),
-                release,
-                current,
-                options.force,
+        plan = plan_release(options, layout, environ, codexd, python)
+        if plan.name == current and release_is_whole(layout, plan.name, plan.front):
+            outcome = f"release {plan.name} is already installed"
+        elif plan.name in read_rejected(layout):
+            listed = layout.record("rejected")
+            say(
+                f"release {plan.name} was rolled back on this machine (listed in {listed}); skipped"
             )
-        except BaseException:
-            for path in reversed(made):
-                remove(path)
-            raise
-        for record, value in records.items():
+            return
+        else:
+            build_release(plan, layout, options, current)
+            outcome = f"installed release {plan.name} ({plan.describe()})"
+        for record, value in plan.records.items():
             write_record(layout, record, value)
         finish(layout, options.home)
-        codex = (
-            "codexd's reference app-server"
-            if release.codex is None
-            else f"codex {release.codex.version}"
-        )
-        say(f"installed release {name} ({codex} from {source}, codexd {codexd.store})")
+        say(outcome)
 
 
 def refuse_foreign(layout: Layout, force: bool) -> None:
