@@ -196,8 +196,8 @@ class Npm:
 
     def view(self, spec: str, field: str) -> str | None:
         """One field of `npm view`; None when the registry has no such field."""
-        output = self.run(["view", spec, field, "--json"], f"asking npm for {spec} {field}",
-                          NPM_VIEW_TIMEOUT_SECONDS)  # fmt: skip
+        what = f"asking npm for {spec} {field}"
+        output = self.run(["view", spec, field, "--json"], what, NPM_VIEW_TIMEOUT_SECONDS)
         if not output.strip():
             return None
         try:
