@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -161,6 +162,83 @@ def run_version(binary: Path, env: dict[str, str] | None = None) -> str:
     )
     assert completed.returncode == 0, completed.stderr
     return completed.stdout.strip()
+
+
+# -- running install.sh ------------------------------------------------------------
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def install_sh(
+    home: Path,
+    *args: str,
+    channel: Path | str | None = None,
+    script: Path = INSTALL_SH,
+    piped: bool = False,
+    cwd: Path | None = None,
+    **extra: str,
+) -> Ran:
+    """Run install.sh as a file (`sh install.sh`) or piped (`sh < install.sh`)."""
+    if channel is not None:
+        extra["CODEXD_CHANNEL"] = str(channel)
+    env = clean_env(home, home.parent / "bin", **extra)
+    command = ["sh", "-s", "--", *args] if piped else ["sh", str(script), *args]
+    with script.open("rb") if piped else open(os.devnull, "rb") as stdin:
+        completed = subprocess.run(
+            command,
+            stdin=stdin,
+            capture_output=True,
+            env=env,
+            cwd=cwd or home.parent,
+            timeout=INSTALL_TIMEOUT_SECONDS,
+            check=False,
+        )
+    return Ran(completed.returncode, completed.stdout.decode(), completed.stderr.decode())
+
+
+def copy_channel(published: Published, destination: Path) -> Published:
+    shutil.copytree(published.channel, destination)
+    return Published(destination, published.release, published.sha256)
+
+
+def release_dirs(home: Path) -> list[str]:
+    return sorted(path.name for path in (standalone(home) / "releases").iterdir())
+
+
+def store(home: Path, kind: str) -> list[str]:
+    directory = home / "packages" / kind
+    return sorted(path.name for path in directory.iterdir()) if directory.exists() else []
+
+
+def snapshot(root: Path, dir_mtimes: bool = True) -> dict[str, tuple[object, ...]]:
+    """Every entry under `root`: kind, and link target or inode, mtime, size and mode.
+
+    Without `dir_mtimes`, a directory's mtime is left out: a failed install may have
+    staged (and removed) an entry in it."""
+    entries: dict[str, tuple[object, ...]] = {}
+    if not root.exists():
+        return entries
+    for directory, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            path = Path(directory) / name
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                entries[str(path.relative_to(root))] = ("link", os.readlink(path))
+            else:
+                keep_mtime = dir_mtimes or not stat.S_ISDIR(info.st_mode)
+                entries[str(path.relative_to(root))] = (
+                    stat.S_IFMT(info.st_mode),
+                    info.st_ino,
+                    info.st_mtime_ns if keep_mtime else None,
+                    info.st_size,
+                    stat.S_IMODE(info.st_mode),
+                )
+    return entries
 
 
 # -- codex and npm stand-ins --------------------------------------------------------

@@ -26,9 +26,9 @@ from tests.releases import (
     publish,
     publish_artifact,
     run_version,
+    snapshot,
     standalone,
 )
-from tests.test_install import snapshot
 
 
 @pytest.fixture(scope="session")
