@@ -14,7 +14,7 @@
 # codex comes from CODEXD_CODEX_SOURCE (npm:<version or dist-tag>, path:<file> or
 # reference), else the source recorded by the last install, else npm:latest when npm
 # is on PATH, else codexd's reference app-server.
-# codexd runs with python3 (3.10 or newer): CODEXD_PYTHON, else the interpreter the
+# codexd runs with python3 (3.11 or newer): CODEXD_PYTHON, else the interpreter the
 # last install recorded, else python3 on PATH.
 #
 # This script fetches and verifies codexd's release; the installer inside that release
@@ -81,7 +81,7 @@ sha256_of() {
 
 # choose_python: sets $python to the interpreter itself (not a version manager's shim
 # nor a venv's link: the release runs it by this path at every call); fails when there
-# is none, or it is older than 3.10.
+# is none, or it is older than 3.11 (the pinned dependencies need 3.11).
 choose_python() {
 	python=${CODEXD_PYTHON:-}
 	if [ -z "$python" ] && [ -f "$standalone/python" ]; then
@@ -97,10 +97,10 @@ choose_python() {
 	fi
 	found=$python
 	python=$("$found" -c 'import os, sys
-if sys.version_info < (3, 10):
-    sys.exit("it is Python %d.%d, older than 3.10" % sys.version_info[:2])
+if sys.version_info < (3, 11):
+    sys.exit("it is Python %d.%d, older than 3.11" % sys.version_info[:2])
 print(os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable))' 2>"$tmp/python.err") || {
-		python_problem="$found does not run as Python 3.10 or newer: $(sed -n '$p' "$tmp/python.err")"
+		python_problem="$found does not run as Python 3.11 or newer: $(sed -n '$p' "$tmp/python.err")"
 		return 1
 	}
 }
@@ -136,7 +136,7 @@ fi
 
 if [ "$source_kind" = checkout ]; then
 	is_checkout "$source_location" || die "$source_location is not a codexd checkout (no release/publish.py)"
-	choose_python || die "python3 is needed (3.10 or newer) to build a release from $source_location: $python_problem"
+	choose_python || die "python3 is needed (3.11 or newer) to build a release from $source_location: $python_problem"
 	# The committed HEAD only: the checkout is also the updater's source, and an edit in
 	# progress must not be rolled out by the next pass.
 	build_dir=$source_location
@@ -210,7 +210,7 @@ esac
 
 if [ -z "${python:-}" ]; then
 	choose_python ||
-		die "release $release does not run: $python_problem (codexd runs with python3, 3.10 or newer: install it, or set CODEXD_PYTHON)"
+		die "release $release does not run: $python_problem (codexd runs with python3, 3.11 or newer: install it, or set CODEXD_PYTHON)"
 fi
 
 # --- Download and verify (unless this codexd release is unpacked here already) ---
