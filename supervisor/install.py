@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.codex_source import CodexSource, Npm, SourceError, SourceKind, parse_source
+from supervisor.config import CODEX_SOURCE_ENV
 from supervisor.front import (
     CodexdPart,
     Release,
@@ -66,7 +67,6 @@ from supervisor.stores import (
     sweep_leftovers,
 )
 
-CODEX_SOURCE_ENV = "CODEXD_CODEX_SOURCE"
 LOCK_WAIT_SECONDS = 900.0
 LOCK_POLL_SECONDS = 0.1
 DEFAULT_NPM_SOURCE = "npm:latest"

@@ -14,6 +14,7 @@ import time
 import zipfile
 from pathlib import Path
 
+from supervisor.config import BIN_DIR_ENV
 from supervisor.front import BIN_COMMAND_MARK, CodexdPart, Release, render_bin_command
 from supervisor.standalone import (
     REFERENCE,
@@ -27,7 +28,7 @@ from supervisor.stores import StoreError, remove, run_check, staging_path
 
 # Written by release/artifact.py: keep the two in step.
 ARTIFACT_METADATA = "codexd-release.json"
-BIN_DIR_ENV = "CODEXD_BIN_DIR"
+# Read by install.sh, named here for messages (not in config.py: codexd never reads it).
 PYTHON_ENV = "CODEXD_PYTHON"
 
 

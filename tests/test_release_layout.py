@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -244,3 +245,17 @@ def test_sources_print_as_they_are_written() -> None:
     assert str(CodexSource(NPM, "latest")) == "npm:latest"
     assert str(CodexSource(PATH, "/x")) == "path:/x"
     assert str(CodexSource(REFERENCE)) == "reference"
+
+
+def test_the_installer_and_the_codex_fetcher_need_only_the_standard_library() -> None:
+    """install.sh runs the installer from the release zip with `-I -S`, before any
+    dependency is unpacked; the benchmark imports the fetcher with any python3."""
+    checkout = Path(__file__).resolve().parent.parent
+    code = (
+        f"import sys; sys.path.insert(0, {str(checkout)!r}); "
+        "import supervisor.install, tests.real_codex"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr
