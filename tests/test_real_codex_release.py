@@ -35,6 +35,10 @@ def home(tmp_path: Path) -> Iterator[Home]:
     try:
         yield home
     finally:
+        # SIGTERM, not the cleanup's SIGKILL: codex then removes its socket under
+        # /tmp/codex-daemon-<uid>/.
+        if home.paths.managed_binary.exists():
+            managed(home, "app-server", "daemon", "stop")
         home.cleanup()
 
 
@@ -91,3 +95,6 @@ def test_npm_codex_is_installed_served_and_moved_by_the_updater(tmp_path: Path, 
     assert len(list((home.path / "packages" / "codex").iterdir())) == 2
     assert release_disk_usage(home.paths).codex > 2 * 300_000_000
     wait_for(lambda: updater_ready(home, starts=2) == pid, what="the updater's re-exec")
+    socket_target = home.paths.socket_path.resolve()
+    assert managed(home, "app-server", "daemon", "stop").returncode == 0
+    assert not socket_target.exists()
