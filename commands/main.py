@@ -52,11 +52,31 @@ def operation(command: str) -> Callable[[], JsonOutput]:
     return operations[command]
 
 
+# The long-lived workers, started detached by the launcher; never through click, whose
+# import would stay in their memory for their whole life.
+WORKER_COMMANDS = ("keeper", "pid-update-loop")
+
+
+def run_worker(command: str) -> int:
+    from commands.common import home_paths
+
+    home = home_paths().home
+    if command == "keeper":
+        from workers.keeper import run_keeper
+
+        return run_keeper(home)
+    from workers.updater import run_update_loop
+
+    return run_update_loop(home)
+
+
 def main() -> None:
     argv = sys.argv[1:]
     if argv == ["--version"]:
         print(f"codexd {CODEXD_VERSION}")
         return
+    if len(argv) == 3 and argv[:2] == ["app-server", "daemon"] and argv[2] in WORKER_COMMANDS:
+        sys.exit(run_worker(argv[2]))
     command = lifecycle_command(argv)
     if command is not None:
         from commands.common import run_and_print

@@ -182,6 +182,7 @@ class WorkerStatus(Enum):
     STALE = "stale"  # a record left by a dead worker; the next command clears it
     UNMANAGED = "unmanaged"  # something answers on the socket that codexd did not start
     UNREADABLE = "unreadable"
+    FAILED = "failed"  # the keeper gave up on a crash loop; `start` starts afresh
 
 
 @dataclass(frozen=True)
@@ -343,6 +344,7 @@ _STATUS_TONES = {
     WorkerStatus.STALE: Tone.WARN,
     WorkerStatus.UNMANAGED: Tone.BAD,
     WorkerStatus.UNREADABLE: Tone.BAD,
+    WorkerStatus.FAILED: Tone.BAD,
 }
 _OUTCOME_TONES = {
     PassOutcome.NO_PASS_YET: Tone.PLAIN,
@@ -466,8 +468,9 @@ def _observe(record_path: Path) -> WorkerReport:
         WorkerState.NOT_RUNNING: WorkerStatus.NOT_RUNNING,
         WorkerState.STALE: WorkerStatus.STALE,
         WorkerState.UNREADABLE: WorkerStatus.UNREADABLE,
+        WorkerState.FAILED: WorkerStatus.FAILED,
     }[observation.state]
-    return WorkerReport(status, observation.record)
+    return WorkerReport(status, observation.live_record)
 
 
 def _schedule_of(pid: int) -> tuple[float, float]:

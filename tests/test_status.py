@@ -189,7 +189,7 @@ def test_status_after_bootstrap_shows_both_workers_and_the_schedule(home: Home) 
 
     server = output["appServer"]
     assert server["status"] == "running"
-    assert server["pid"] == home.app_server_pids()[0]
+    assert server["pid"] == home.keeper_pids()[0]
     assert server["version"] == "0.1.0"
     assert server["remoteControlEnabled"] is True
     assert server["answering"] is True
