@@ -21,7 +21,8 @@ from commands.version import version
 from supervisor.version import CODEXD_VERSION
 
 KNOWN_FEATURES = ("remote_control",)
-LIFECYCLE_COMMANDS = (
+# Under `app-server daemon` (codex's grammar) and at the top (the flat form).
+DAEMON_COMMANDS = (
     start,
     restart,
     stop,
@@ -79,7 +80,7 @@ def daemon_group() -> None:
     """Lifecycle commands, as codex spells them."""
 
 
-for _command in LIFECYCLE_COMMANDS:
+for _command in DAEMON_COMMANDS:
     cli.add_command(_command)
     daemon_group.add_command(_command)
 daemon_group.add_command(pid_update_loop)
