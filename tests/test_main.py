@@ -1,5 +1,5 @@
-"""The entry point: which argument lists skip click, and the one table both paths run
-the lifecycle commands from."""
+"""The entry point: which argument lists skip click, the one table both paths run the
+lifecycle commands from, and `--enable` where it does not apply."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from tests.conftest import Home
         (["--help"], None),
         (["bootstrap"], None),
         (["status"], None),
+        (["--enable", "remote_control", "start"], None),
         (["app-server", "daemon", "bootstrap", "--remote-control"], None),
         (["app-server", "daemon", "pid-update-loop"], None),
         (["app-server", "--listen", "unix://"], None),
@@ -83,3 +84,34 @@ def test_the_fast_path_does_not_import_click(bare_home: Home) -> None:
     )
     assert completed.returncode == 0, completed.stderr
     assert "app server is not running" in completed.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "remedy"),
+    [
+        (["--enable", "remote_control", "start"], "codexd enable-remote-control"),
+        (["--enable", "remote_control", "restart"], "codexd enable-remote-control"),
+        (
+            ["--enable", "remote_control", "app-server", "daemon", "start"],
+            "codexd enable-remote-control",
+        ),
+        (
+            ["--enable", "remote_control", "app-server", "daemon", "bootstrap"],
+            "codexd bootstrap --remote-control",
+        ),
+        (["--enable", "remote_control", "app-server", "proxy"], "codexd enable-remote-control"),
+        (["--enable", "remote_control", "status"], "codexd enable-remote-control"),
+    ],
+)
+def test_enable_on_a_command_that_launches_nothing_is_refused(
+    home: Home, argv: list[str], remedy: str
+) -> None:
+    result = home.run(*argv)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: --enable remote_control applies only to `app-server --listen`")
+    assert remedy in error
+    assert home.app_server_pids() == []
+    assert not home.paths.app_server_record.exists()
+    assert not home.paths.settings_file.exists()
