@@ -34,6 +34,7 @@ from supervisor.process_handle import ProcessHandle
 from supervisor.signals import SignalInbox
 from supervisor.standalone import ReleaseSource, read_source
 from supervisor.statefile import StateFileError, read_json_object, write_json_atomic
+from supervisor.timestamps import timestamp
 from supervisor.updates import Image, refresh_app_server, should_reexec_updater
 from supervisor.worker_control import UPDATER_ARGS
 from supervisor.worker_log import log as log_line
@@ -81,10 +82,6 @@ def resolve_source(paths: HomePaths, environ: dict[str, str]) -> ReleaseSource |
 
 def now() -> str:
     return timestamp(datetime.datetime.now(datetime.timezone.utc))
-
-
-def timestamp(moment: datetime.datetime) -> str:
-    return moment.isoformat(timespec="seconds")
 
 
 def log(message: str) -> None:
