@@ -27,7 +27,8 @@ from supervisor.logs import rotated_numbers, rotated_path, worker_logs
 from supervisor.managed import managed_digest, managed_version
 from supervisor.paths import HomePaths
 from supervisor.persistence import PersistenceTools, persisted_kind
-from supervisor.pidrecord import PidRecord
+from supervisor.pidrecord import ChildRecord, KeeperReport, PidRecord
+from supervisor.procfs import descendants
 from supervisor.settings import load_settings
 from supervisor.standalone import current_release, previous_release, release_binary
 from supervisor.statefile import StateFileError, read_json_object
@@ -112,6 +113,12 @@ def version_of_release(release: str | None) -> str | None:
     return None if match is None else match["version"]
 
 
+def keeper_status(state: str) -> str:
+    """`appServer.status` while a keeper runs: its own state, the first start shown as
+    `starting` too."""
+    return "starting" if state == "launching" else state
+
+
 def is_unmanaged(state: WorkerState, answering: bool) -> bool:
     """Something answers on the socket while no app-server of ours holds its lock. A
     held lock with an unreadable record is ours: it is reported as unreadable."""
@@ -153,15 +160,36 @@ class WorkerSection:
 
 @dataclass(frozen=True)
 class AppServerSection:
+    """The keeper (`worker`: its lock and record) and the app-server it runs."""
+
     worker: WorkerSection
     socket_path: Path
     answering_version: str | None  # what answered `initialize`, None if nothing did
     # The flag it runs with, or the saved setting when none runs.
     remote_control_enabled: bool | None
+    # What the keeper publishes (a failed keeper's too: why it gave up).
+    keeper: KeeperReport | None = None
+    # Live processes below the app-server (tools, MCP servers, jobs), while one runs.
+    busy_processes: int | None = None
 
     @property
     def unmanaged(self) -> bool:
         return is_unmanaged(self.worker.state, self.answering_version is not None)
+
+    @property
+    def status(self) -> str:
+        """The keeper's own state while it runs (running, backoff, starting, ...), else
+        the worker state (notRunning, stale, failed, unreadable) or unmanaged."""
+        if self.unmanaged:
+            return UNMANAGED
+        if self.worker.state is WorkerState.RUNNING and self.keeper is not None:
+            return keeper_status(self.keeper.state)
+        return self.worker.state.value
+
+    @property
+    def child(self) -> ChildRecord | None:
+        record = self.worker.record
+        return None if record is None else record.app_server
 
     @property
     def version(self) -> str | None:
@@ -169,17 +197,36 @@ class AppServerSection:
         return (record.version if record else None) or self.answering_version
 
     def to_json(self, now: datetime.datetime) -> dict[str, Any]:
-        value = self.worker.to_json(now)
-        if self.unmanaged:
-            value["status"] = UNMANAGED
-        value.update(
-            version=self.version,
-            release=self.worker.release,
-            remoteControlEnabled=self.remote_control_enabled,
-            socketPath=str(self.socket_path),
-            answering=self.answering_version is not None,
-        )
-        return value
+        keeper = self.worker.to_json(now)
+        child = self.child
+        started = None if child is None else datetime.datetime.fromtimestamp(child.start_time, UTC)
+        report = self.keeper
+        return {
+            "status": self.status,
+            "pid": None if child is None else child.pid,
+            "startedAt": None if started is None else timestamp(started),
+            "uptimeSeconds": None if started is None else int((now - started).total_seconds()),
+            "executable": keeper["executable"],
+            "executableDigest": keeper["executableDigest"],
+            **({"error": keeper["error"]} if "error" in keeper else {}),
+            "version": self.version,
+            "release": self.worker.release,
+            "remoteControlEnabled": self.remote_control_enabled,
+            "socketPath": str(self.socket_path),
+            "answering": self.answering_version is not None,
+            "keeper": {
+                "pid": keeper["pid"],
+                "startedAt": keeper["startedAt"],
+                "state": None if report is None else report.state,
+            },
+            "restarts": None if report is None else report.restarts,
+            "lastExit": None
+            if report is None or report.last_exit is None
+            else report.last_exit.to_json(),
+            "failure": None if report is None else report.failure,
+            "failedExits": [] if report is None else [e.to_json() for e in report.failed_exits],
+            "busyProcesses": self.busy_processes,
+        }
 
 
 @dataclass(frozen=True)
@@ -303,14 +350,38 @@ class StatusReport:
 # -- gathering the facts ---------------------------------------------------------------
 
 
-def _observe(record_path: Path, releases_dir: Path) -> WorkerSection:
+def _observe(record_path: Path, releases_dir: Path) -> tuple[WorkerSection, PidRecord | None]:
+    """The worker's section, and its record as read (a failed keeper's, a stale one)."""
     try:
         observation = observe_worker(record_path)
     except DaemonError as error:
-        return WorkerSection(WorkerState.UNREADABLE, error=str(error))
+        return WorkerSection(WorkerState.UNREADABLE, error=str(error)), None
     record = observation.live_record
     release = release_of(None if record is None else record.executable, releases_dir)
-    return WorkerSection(observation.state, record, release)
+    return WorkerSection(observation.state, record, release), observation.record
+
+
+def _app_server(paths: HomePaths, settings: SettingsSection) -> AppServerSection:
+    worker, record = _observe(paths.app_server_record, paths.releases_dir)
+    remote_control = (
+        worker.record.remote_control_enabled if worker.record else settings.remote_control_enabled
+    )
+    keeper = None
+    if record is not None and worker.state in (WorkerState.RUNNING, WorkerState.FAILED):
+        keeper = record.keeper
+    busy = None
+    if worker.record is not None:
+        child = worker.record.app_server
+        below = descendants(worker.record.pid)
+        busy = len([process for process in below if child is None or process.pid != child.pid])
+    return AppServerSection(
+        worker,
+        paths.socket_path,
+        _answering_version(paths),
+        remote_control,
+        keeper=keeper,
+        busy_processes=busy,
+    )
 
 
 def _answering_version(paths: HomePaths) -> str | None:
@@ -341,7 +412,7 @@ def _schedule_of(pid: int) -> tuple[float, float]:
 
 
 def _updater(paths: HomePaths) -> UpdaterSection:
-    worker = _observe(paths.updater_record, paths.releases_dir)
+    worker, _ = _observe(paths.updater_record, paths.releases_dir)
     try:
         last_pass = read_json_object(paths.updater_last_pass)
     except StateFileError:
@@ -391,18 +462,12 @@ def _persistence(paths: HomePaths, tools: PersistenceTools | None) -> str | None
 def gather_status(paths: HomePaths, tools: PersistenceTools | None = None) -> StatusReport:
     now = datetime.datetime.now(UTC)
     settings = _settings(paths)
-    server = _observe(paths.app_server_record, paths.releases_dir)
-    remote_control = (
-        server.record.remote_control_enabled if server.record else settings.remote_control_enabled
-    )
     previous = previous_release(paths)
     return StatusReport(
         home=paths.home,
         state_dir=paths.state_dir,
         now=now,
-        app_server=AppServerSection(
-            server, paths.socket_path, _answering_version(paths), remote_control
-        ),
+        app_server=_app_server(paths, settings),
         updater=_updater(paths),
         settings=settings,
         managed=_release(paths, current_release(paths), paths.managed_binary),

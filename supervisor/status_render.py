@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from supervisor.decisions import WorkerState
 from supervisor.status import PassOutcome, StatusReport, WorkerSection
-from supervisor.timestamps import parse_timestamp
+from supervisor.timestamps import UTC, parse_timestamp
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -128,15 +128,43 @@ def _worker_rows(
     return rows
 
 
+_KEEPER_TONES = {"running": Tone.GOOD, "failed": Tone.BAD, "stopped": Tone.PLAIN}
+
+
 def _app_server_rows(report: StatusReport) -> list[Row]:
-    app = report.app_server
-    rows = _worker_rows(app.worker, report.now, app.unmanaged)
-    if app.worker.record is not None:
-        rows += [
-            Row("version", app.version or "-"),
-            Row("release", app.worker.release or app.worker.record.executable),
-            Row("digest", _short_digest(app.worker.record.executable_digest)),
+    app, now = report.app_server, report.now
+    if app.worker.state is WorkerState.RUNNING and app.keeper is not None:
+        status = app.status
+        rows = [Row("status", status, _KEEPER_TONES.get(status, Tone.WARN))]
+    else:
+        rows = [
+            row for row in _worker_rows(app.worker, now, app.unmanaged) if row.label == "status"
         ]
+    child, keeper = app.child, app.keeper
+    if child is not None:
+        started = datetime.datetime.fromtimestamp(child.start_time, UTC)
+        rows += [
+            Row("pid", str(child.pid)),
+            Row("uptime", format_duration((now - started).total_seconds())),
+        ]
+    if app.worker.record is not None:
+        record = app.worker.record
+        rows += [
+            Row("keeper", f"pid {record.pid}, up {_uptime(app.worker, now)}"),
+            Row("version", app.version or "-"),
+            Row("release", app.worker.release or record.executable),
+            Row("digest", _short_digest(record.executable_digest)),
+        ]
+        if app.busy_processes:
+            rows.append(Row("busy", f"{app.busy_processes} processes below the app-server"))
+    if keeper is not None:
+        rows.append(Row("restarts", str(keeper.restarts)))
+        if keeper.last_exit is not None:
+            last = keeper.last_exit
+            moment = format_relative(parse_timestamp(last.at), now)
+            rows.append(Row("last exit", f"{last.description} ({last.reason}), {moment}"))
+        if keeper.failure is not None:
+            rows.append(Row("failure", keeper.failure, Tone.BAD))
     remote = app.remote_control_enabled
     rows += [
         Row("remote control", "-" if remote is None else ("on" if remote else "off")),
@@ -146,6 +174,11 @@ def _app_server_rows(report: StatusReport) -> list[Row]:
     if report.settings.error is not None:
         rows.append(Row("settings", report.settings.error, Tone.BAD))
     return rows
+
+
+def _uptime(worker: WorkerSection, now: datetime.datetime) -> str:
+    started = worker.started
+    return "-" if started is None else format_duration((now - started).total_seconds())
 
 
 def _updater_rows(report: StatusReport) -> list[Row]:

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from supervisor.decisions import WorkerState
+
 MAX_RESTART_DELAY_SECONDS = 30.0
 # A run this long resets the doubling restart delay: the crash before it is history.
 HEALTHY_RUN_SECONDS = 60.0
@@ -173,18 +175,22 @@ def is_crash_loop(failure_times: Sequence[float], now: float, policy: RestartPol
 
 class ExitKind(Enum):
     ASKED = "asked"  # the keeper had sent TERM or KILL
-    DELIBERATE = "deliberate"  # TERM or INT from someone else: a person stopping it
+    DELIBERATE = "deliberate"  # a clean end nobody here asked for: a person stopping it
     CRASH = "crash"
 
 
 DELIBERATE_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 
 
-def exit_kind(signum: int | None, asked: bool) -> ExitKind:
-    """`signum`: the signal that ended the app-server, None when it exited with a status."""
+def exit_kind(status: int | None, signum: int | None, asked: bool) -> ExitKind:
+    """`status`: the exit status, None when a signal (`signum`) ended the app-server.
+
+    Clean as systemd's `Restart=on-failure` counts it: exit status 0, or SIGTERM or
+    SIGINT. An app-server that handles SIGTERM (codex's and codexd's do) exits 0 after
+    a person's `kill -TERM`, so the status says as much as the signal."""
     if asked:
         return ExitKind.ASKED
-    if signum in DELIBERATE_SIGNALS:
+    if signum in DELIBERATE_SIGNALS or (signum is None and status == 0):
         return ExitKind.DELIBERATE
     return ExitKind.CRASH
 
@@ -210,6 +216,29 @@ def describe_exit(status: int | None, signum: int | None) -> str:
             name = f"signal {signum}"
         return f"killed by {name}"
     return f"exit status {status}"
+
+
+# -- the keeper and the updater look after each other ------------------------------------
+
+
+def should_relaunch_peer(state: WorkerState) -> bool:
+    """Only a worker that died without being asked (its record left behind: SIGKILL,
+    the OOM killer) comes back: a stop removes the record, a failed keeper marks it."""
+    return state is WorkerState.STALE
+
+
+def peer_note(name: str, before: WorkerState | None, after: WorkerState) -> str | None:
+    """A line for the log when the other worker's state changes in a way a sysadmin
+    will ask about; None otherwise."""
+    if before is None or before is after or before is not WorkerState.RUNNING:
+        return None
+    if after is WorkerState.NOT_RUNNING:
+        return f"the {name} was stopped (its record is gone): not relaunching it"
+    if after is WorkerState.FAILED:
+        return f"the {name} gave up (crash loop): not relaunching it; `codexd start` does"
+    if after is WorkerState.STALE:
+        return f"the {name} died without being asked: relaunching it"
+    return None
 
 
 def watchdog_probe_timeout(interval: float) -> float:

@@ -26,6 +26,7 @@ from supervisor.procfs import environment_value, has_open, proc_stat, session_me
 KEEPER_ARGS = ("app-server", "daemon", "keeper")
 UPDATER_ARGS = ("app-server", "daemon", "pid-update-loop")
 RELEASE_MARKER = ".codexd-release"
+KEEPER_PAUSE_PREFIX = "keeper-"
 # What a keeper's app-server leaves behind gets this long between TERM and KILL.
 LEFTOVER_GRACE_SECONDS = 5.0
 # How long `stop` waits for a keeper beyond its own grace window: the keeper spends up
@@ -55,8 +56,13 @@ def keeper_command(managed_binary: Path) -> list[str]:
 
 
 def worker_environment(home: Path) -> dict[str, str]:
-    """The CLI's environment, pinned to this home, without test hooks."""
-    env = {key: value for key, value in os.environ.items() if key != PAUSE_ENV}
+    """The CLI's environment, pinned to this home, without test hooks but the keeper's
+    own (`keeper-*` points)."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key != PAUSE_ENV or value.startswith(KEEPER_PAUSE_PREFIX)
+    }
     env[config.CODEX_HOME_ENV] = str(home)
     return env
 

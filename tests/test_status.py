@@ -234,7 +234,12 @@ def test_status_after_bootstrap_shows_both_workers_and_the_schedule(home: Home) 
 
     server = output["appServer"]
     assert server["status"] == "running"
-    assert server["pid"] == home.keeper_pids()[0]
+    [keeper] = home.keeper_pids()
+    assert server["keeper"]["pid"] == keeper
+    assert server["keeper"]["state"] == "running"
+    assert server["pid"] == home.serving(keeper)
+    assert server["restarts"] == 0 and server["lastExit"] is None
+    assert server["busyProcesses"] == 0
     assert server["version"] == "0.1.0"
     assert server["remoteControlEnabled"] is True
     assert server["answering"] is True

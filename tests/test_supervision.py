@@ -8,6 +8,7 @@ import signal
 
 import pytest
 
+from supervisor.decisions import WorkerState
 from supervisor.supervision import (
     MAX_RESTART_DELAY_SECONDS,
     TERMINAL_STATES,
@@ -22,8 +23,10 @@ from supervisor.supervision import (
     exit_event,
     exit_kind,
     is_crash_loop,
+    peer_note,
     recent_failures,
     restart_delay,
+    should_relaunch_peer,
     transition,
     unresponsive_event,
     watchdog_probe_timeout,
@@ -170,22 +173,27 @@ def test_crash_loop_is_burst_failures_within_the_window(
 
 
 @pytest.mark.parametrize(
-    ("signum", "asked", "kind"),
+    ("status", "signum", "asked", "kind"),
     [
-        (None, False, ExitKind.CRASH),  # any exit status nobody asked for
-        (signal.SIGKILL, False, ExitKind.CRASH),  # OOM killer, kill -9
-        (signal.SIGSEGV, False, ExitKind.CRASH),
-        (signal.SIGABRT, False, ExitKind.CRASH),
-        (signal.SIGHUP, False, ExitKind.CRASH),
-        (signal.SIGTERM, False, ExitKind.DELIBERATE),
-        (signal.SIGINT, False, ExitKind.DELIBERATE),
-        (signal.SIGTERM, True, ExitKind.ASKED),
-        (signal.SIGKILL, True, ExitKind.ASKED),
-        (None, True, ExitKind.ASKED),
+        (1, None, False, ExitKind.CRASH),  # any failing exit status nobody asked for
+        (143, None, False, ExitKind.CRASH),
+        (None, signal.SIGKILL, False, ExitKind.CRASH),  # OOM killer, kill -9
+        (None, signal.SIGSEGV, False, ExitKind.CRASH),
+        (None, signal.SIGABRT, False, ExitKind.CRASH),
+        (None, signal.SIGHUP, False, ExitKind.CRASH),
+        (None, signal.SIGPIPE, False, ExitKind.CRASH),
+        # Clean: a person's kill -TERM, seen as the signal or as the handler's exit 0.
+        (None, signal.SIGTERM, False, ExitKind.DELIBERATE),
+        (None, signal.SIGINT, False, ExitKind.DELIBERATE),
+        (0, None, False, ExitKind.DELIBERATE),
+        (None, signal.SIGTERM, True, ExitKind.ASKED),
+        (None, signal.SIGKILL, True, ExitKind.ASKED),
+        (1, None, True, ExitKind.ASKED),
+        (0, None, True, ExitKind.ASKED),
     ],
 )
-def test_exit_kind(signum: int | None, asked: bool, kind: ExitKind) -> None:
-    assert exit_kind(signum, asked) is kind
+def test_exit_kind(status: int | None, signum: int | None, asked: bool, kind: ExitKind) -> None:
+    assert exit_kind(status, signum, asked) is kind
 
 
 @pytest.mark.parametrize(
@@ -227,3 +235,35 @@ def test_describe_exit(status: int | None, signum: int | None, text: str) -> Non
 )
 def test_watchdog_probe_timeout(interval: float, timeout: float) -> None:
     assert watchdog_probe_timeout(interval) == timeout
+
+
+# -- the keeper and the updater look after each other ------------------------------------
+
+W = WorkerState
+
+
+@pytest.mark.parametrize("state", list(WorkerState))
+def test_only_a_worker_that_died_unasked_is_relaunched(state: WorkerState) -> None:
+    assert should_relaunch_peer(state) is (state is W.STALE)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "says"),
+    [
+        (None, W.NOT_RUNNING, None),
+        (W.RUNNING, W.RUNNING, None),
+        (W.RUNNING, W.NOT_RUNNING, "was stopped"),
+        (W.RUNNING, W.FAILED, "gave up"),
+        (W.RUNNING, W.STALE, "died without being asked"),
+        (W.RUNNING, W.STARTING, None),
+        (W.NOT_RUNNING, W.RUNNING, None),
+        (W.STALE, W.RUNNING, None),
+        (W.FAILED, W.NOT_RUNNING, None),
+    ],
+)
+def test_peer_note(before: WorkerState | None, after: WorkerState, says: str | None) -> None:
+    note = peer_note("keeper", before, after)
+    if says is None:
+        assert note is None
+    else:
+        assert note is not None and says in note and "keeper" in note

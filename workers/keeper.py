@@ -28,6 +28,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from supervisor import config
+from supervisor.decisions import WorkerState
+from supervisor.faults import pause_point
 from supervisor.paths import HomePaths, connectable_socket_path, lock_path_for
 from supervisor.pidrecord import (
     ChildRecord,
@@ -52,7 +54,9 @@ from supervisor.supervision import (
     exit_event,
     exit_kind,
     is_crash_loop,
+    peer_note,
     restart_delay,
+    should_relaunch_peer,
     transition,
     unresponsive_event,
     watchdog_probe_timeout,
@@ -137,6 +141,7 @@ class Keeper:
         self.backoff_until: float | None = None
         self.next_health_check = time.monotonic() + self.watchdog_interval
         self.next_log_check = time.monotonic() + LOG_CHECK_SECONDS
+        self.updater_seen: WorkerState | None = None  # as the last health check saw it
         # The probe in flight: its pid and the pipe it reports the version on.
         self.probe_pid: int | None = None
         self.probe_pipe: int | None = None
@@ -229,14 +234,14 @@ class Keeper:
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         description = describe_exit(code, signum)
         ran = time.monotonic() - self.child_started
-        kind = exit_kind(signum, asked=self.asked_reason is not None)
+        kind = exit_kind(code, signum, asked=self.asked_reason is not None)
         now = time.monotonic()
         crash_loop = False
         if kind is ExitKind.CRASH:
             reason = "crashed"
             crash_loop = self.note_failure(now, ran)
         elif kind is ExitKind.DELIBERATE:
-            reason = "stopped by a signal"
+            reason = "stopped by someone else"
         else:
             reason = self.asked_reason or "stopped"
         self.last_exit = ExitReport(now_iso(), description, reason)
@@ -333,6 +338,7 @@ class Keeper:
             self.signal_app_server(signal.SIGTERM)
             # As systemd does: a stopped (SIGSTOP) app-server must run to handle TERM.
             self.signal_app_server(signal.SIGCONT)
+            pause_point("keeper-terminating")
             self.grace_deadline = time.monotonic() + self.grace
         elif action is Action.KILL:
             self.signal_app_server(signal.SIGKILL)
@@ -370,6 +376,7 @@ class Keeper:
             app_server=ChildRecord(pid, live.start_time if live else time.time(), start_ticks(pid)),
         )
         log(f"launched app-server pid {pid}: {' '.join(argv)}")
+        pause_point("keeper-spawned")
 
     def signal_app_server(self, signum: int) -> None:
         # Our own unreaped child: its pid cannot have been reused.
@@ -393,6 +400,7 @@ class Keeper:
         for pid in left:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGTERM)
+        pause_point("keeper-ending")
         deadline = time.monotonic() + min(DESCENDANT_GRACE_SECONDS, self.grace)
         while self.app_server_descendants() and time.monotonic() < deadline:
             self.inbox.wait(0.05)  # SIGCHLD wakes it; other signals wait their turn
@@ -492,16 +500,20 @@ class Keeper:
     def heal_updater(self) -> None:
         """Relaunch an updater that died without being asked (its record left behind),
         under daemon.lock; a busy lock means someone is at work: next time."""
-        from supervisor.decisions import WorkerState
+        from supervisor.errors import DaemonError
         from supervisor.worker_state import observe_worker
 
         try:
-            if observe_worker(self.paths.updater_record).state is not WorkerState.STALE:
-                return
-        except Exception as error:  # an unreadable record: a person must look
+            state = observe_worker(self.paths.updater_record).state
+        except DaemonError as error:  # an unreadable record: a person must look
             log(f"cannot check the updater: {error}")
             return
-        from supervisor.errors import DaemonError
+        note = peer_note("updater", self.updater_seen, state)
+        self.updater_seen = state
+        if note is not None:
+            log(note)
+        if not should_relaunch_peer(state):
+            return
         from supervisor.lifecycle import Daemon
         from supervisor.locks import AlreadyLocked
         from supervisor.prctl import subreaper_suspended
@@ -509,7 +521,7 @@ class Keeper:
         daemon = Daemon(self.paths)
         try:
             with daemon.operation_lock(lambda lock: lock.acquire(timeout=0)):
-                if observe_worker(self.paths.updater_record).state is not WorkerState.STALE:
+                if not should_relaunch_peer(observe_worker(self.paths.updater_record).state):
                     return
                 pid = daemon.launch_updater(while_detaching=subreaper_suspended())
             log(f"relaunched the updater (pid {pid}): it had died without being asked")

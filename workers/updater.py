@@ -34,6 +34,7 @@ from supervisor.process_handle import ProcessHandle
 from supervisor.signals import SignalInbox
 from supervisor.standalone import ReleaseSource, read_source
 from supervisor.statefile import StateFileError, read_json_object, write_json_atomic
+from supervisor.supervision import peer_note, should_relaunch_peer
 from supervisor.timestamps import timestamp
 from supervisor.updates import Image, refresh_app_server, should_reexec_updater
 from supervisor.worker_control import UPDATER_ARGS
@@ -96,6 +97,7 @@ class Updater:
         self.initial_delay, self.interval = config.update_schedule()
         self.install_timeout = config.install_timeout_seconds()
         self.log_settings = config.log_settings()
+        self.keeper_seen: WorkerState | None = None  # as the last health check saw it
         # Between passes it wakes this often to heal the keeper and bound the logs.
         self.check_interval = max(
             config.seconds_from_env(config.WATCHDOG_ENV, config.WATCHDOG_SECONDS), 0.1
@@ -132,11 +134,20 @@ class Updater:
         """Relaunch a keeper that died without being asked (its record left behind: a
         SIGKILL, the OOM killer), under daemon.lock. A stopped keeper removed its record;
         a failed one marked it: neither comes back."""
-        if self.daemon.observe().state is not WorkerState.STALE:
+        try:
+            state = self.daemon.observe().state
+        except DaemonError as error:  # an unreadable record: a person must look
+            log(f"cannot check the keeper: {error}")
+            return
+        note = peer_note("keeper", self.keeper_seen, state)
+        self.keeper_seen = state
+        if note is not None:
+            log(note)
+        if not should_relaunch_peer(state):
             return
         try:
             with self.daemon.operation_lock(self.acquire_patiently):
-                if self.daemon.observe().state is not WorkerState.STALE:
+                if not should_relaunch_peer(self.daemon.observe().state):
                     return
                 settings = self.daemon.load_settings()
                 pid, _ = self.daemon.launch_app_server(settings)
@@ -168,6 +179,8 @@ class Updater:
             f"first pass in {first:g} s"
         )
         self.end_orphaned_installer()
+        with contextlib.suppress(DaemonError):
+            self.keeper_seen = self.daemon.observe().state
         try:
             self.sleep(first)
             while True:

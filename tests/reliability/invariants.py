@@ -107,8 +107,14 @@ def _worker(record_path: Path, role: str, procs: list[psutil.Process]) -> int | 
 
 
 def _app_server(keeper: int | None, record_path: Path, procs: list[psutil.Process]) -> int | None:
-    """The one app-server, a child of the keeper, named in the keeper's record."""
-    live = [process for process in procs if _role(process) == "app-server"]
+    """The one app-server, a child of the keeper, named in the keeper's record. (What
+    runs below it may look like one: a subshell of the managed binary's script.)"""
+    live = [
+        process
+        for process in procs
+        if _role(process) == "app-server"
+        and (process.ppid() == keeper or not _under(process, ("keeper",)))
+    ]
     assert len(live) <= 1, f"more than one app-server: {_describe(live)}"
     if not live:
         return None

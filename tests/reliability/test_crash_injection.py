@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from supervisor.config import PAUSE_ENV
-from tests.conftest import Home, is_gone, updater_pids, wait_for
+from tests.conftest import Home, is_gone, processes_of_home, updater_pids, wait_for
 from tests.reliability.invariants import check_home
 
 SETTLE_SECONDS = 15.0
@@ -251,3 +251,74 @@ def test_an_updater_killed_mid_install_leaves_no_installer_behind(
 
     assert home.ok("bootstrap")["status"] == "bootstrapped"
     check_home(home.path)  # the hung installer of the killed updater is gone too
+
+
+# -- the keeper killed at its own pause points -------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeeperCrash:
+    point: str
+    command: str  # what makes the keeper reach the point
+    # A job the app-server starts that ignores SIGTERM: only a SIGKILL ends it.
+    job: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.command}@{self.point}{'+job' if self.job else ''}"
+
+
+KEEPER_CRASHES = [
+    # Its first app-server forked, the record not yet naming it: `start` waits for it.
+    KeeperCrash("keeper-spawned", "start"),
+    # SIGTERM sent to the app-server by `stop`; the keeper dies in the grace window.
+    KeeperCrash("keeper-terminating", "stop"),
+    KeeperCrash("keeper-terminating", "stop", job=True),
+    # The app-server is gone; SIGTERM sent to what it left, which ignores it.
+    KeeperCrash("keeper-ending", "stop", job=True),
+]
+STUBBORN_JOB = "(trap '' TERM; exec sleep 600) &"
+
+
+@pytest.mark.parametrize("crash", KEEPER_CRASHES, ids=str)
+def test_a_keeper_killed_at_a_pause_point_leaves_nothing_behind(
+    home: Home, tmp_path: Path, crash: KeeperCrash
+) -> None:
+    managed = home.paths.managed_binary
+    if crash.job:
+        managed.write_text(
+            f'#!/bin/sh\ncase " $* " in *" --listen "*) {STUBBORN_JOB} ;; esac\n'
+            + managed.read_text().split("\n", 1)[1]
+        )
+    marker = tmp_path / "paused"
+    pause = {PAUSE_ENV: f"{crash.point}:{marker}"}
+    if crash.command == "start":
+        cli = home.spawn("start", env=pause)
+    else:
+        home.ok("start", env=pause)
+        cli = home.spawn(crash.command)
+    wait_for(
+        lambda: marker.exists() and marker.read_text().endswith("\n"),
+        timeout=SETTLE_SECONDS,
+        what=f"the keeper to pause at {crash.point}",
+    )
+    keeper = int(marker.read_text())
+    os.kill(keeper, signal.SIGKILL)
+    stdout, stderr = cli.communicate(timeout=COMMAND_DEADLINE_SECONDS)
+    assert_well_formed(str(crash), cli.returncode, stdout, stderr)
+    wait_for(lambda: is_gone(keeper), what=f"keeper {keeper} to die")
+    # No app-server outlives its keeper (the kernel's parent-death signal), and a stop
+    # ends what the dead keeper's app-server left, SIGTERM-proof jobs too.
+    wait_for(lambda: home.app_server_pids() == [], what="the app-server to die with its keeper")
+    if crash.command == "stop":
+        assert cli.returncode == 0, stderr
+        assert processes_of_home(home.path) == []
+
+    # The next command starts afresh and ends whatever the dead keeper left.
+    home.install_managed_shim()
+    started = home.run("start")
+    assert started.returncode == 0, f"{crash}: then start failed: {started.stderr}"
+    state = check_home(home.path)
+    assert state.keeper is not None and state.app_server is not None
+    assert home.ok("stop")["status"] == "stopped"
+    assert home.nothing_runs()
+    check_home(home.path)
