@@ -23,11 +23,22 @@ from supervisor.output import BootstrapOutput
     "--persist runs at every boot uses it.",
 )
 @click.option(
+    "--auto-update/--no-auto-update",
+    default=None,
+    help="Run the updater (saved in settings.json); without either, the saved setting "
+    "stays (on when nothing was saved).",
+)
+@click.option(
     "--persist",
     is_flag=True,
     help="Also run this bootstrap at every boot (systemd user unit, else crontab @reboot).",
 )
-def bootstrap(remote_control: bool | None, saved_remote_control: bool, persist: bool) -> None:
+def bootstrap(
+    remote_control: bool | None,
+    saved_remote_control: bool,
+    auto_update: bool | None,
+    persist: bool,
+) -> None:
     """Set up a machine: save the remote-control setting, (re)start the app-server
     from the managed install, and (re)start the detached updater that keeps both on
     the newest release. With --persist, also install a systemd user unit (where
@@ -41,7 +52,13 @@ def bootstrap(remote_control: bool | None, saved_remote_control: bool, persist: 
       --saved-remote-control   as saved (by enable/disable-remote-control or an
                                earlier bootstrap); off when nothing was saved
 
-    Prints {"status": "bootstrapped", "autoUpdateEnabled": true, ...}, with
+    \b
+    Automatic updates, saved in settings.json too:
+      --auto-update            on: the updater runs
+      --no-auto-update         off: no updater runs (a running one is stopped)
+      (none)                   as saved; on when nothing was saved
+
+    Prints {"status": "bootstrapped", "autoUpdateEnabled": true|false, ...}, with
     "persistence": "systemd"|"cron" under --persist; exits 0, or 1 on failure (no
     managed install, an unmanaged app-server on the socket, nowhere to persist, ...),
     or 2 for --saved-remote-control with --[no-]remote-control."""
@@ -57,7 +74,7 @@ def bootstrap(remote_control: bool | None, saved_remote_control: bool, persist: 
         tools = PersistenceTools.from_environment()
 
     def operation() -> BootstrapOutput:
-        output = Daemon(home_paths()).bootstrap(wanted, tools)
+        output = Daemon(home_paths()).bootstrap(wanted, auto_update, tools)
         if output.warning is not None:
             click.echo(f"codexd: warning: {output.warning}", err=True)
         return output

@@ -35,6 +35,7 @@ from supervisor.output import (
     LifecycleOutput,
     LifecycleStatus,
     RemoteControlOutput,
+    StopAllOutput,
     UnpersistOutput,
 )
 from supervisor.paths import HomePaths, lock_path_for
@@ -213,11 +214,14 @@ class Daemon:
             )
 
     def bootstrap(
-        self, remote_control: bool | None, persist_with: PersistenceTools | None = None
+        self,
+        remote_control: bool | None,
+        auto_update: bool | None = None,
+        persist_with: PersistenceTools | None = None,
     ) -> BootstrapOutput:
-        """Persist the setting (None keeps the saved one), (re)start the app-server, then
-        (re)start the updater; with `persist_with`, also come back after a reboot. One
-        hold of daemon.lock for all of it."""
+        """Save the settings (None keeps the saved one), (re)start the app-server, then
+        (re)start the updater unless auto-update is off; with `persist_with`, also come
+        back after a reboot. One hold of daemon.lock for all of it."""
         with self.operation_lock():
             managed = require_managed_binary(self.paths.managed_binary)
             if not is_codexd_release(managed):
@@ -228,15 +232,19 @@ class Daemon:
             settings = self.load_settings()
             if remote_control is not None:
                 settings = settings.with_remote_control(remote_control)
+            if auto_update is not None:
+                settings = settings.with_auto_update(auto_update)
             self.refuse_unmanaged()
             save_settings(self.paths.settings_file, settings)
             self.stop_app_server()
             _, info = self.launch_app_server(settings)
             self.stop_worker("updater", self.paths.updater_record)
-            self.launch_updater()
+            if settings.auto_update_enabled:
+                self.launch_updater()
             persisted = None if persist_with is None else self.persist(persist_with)
             return BootstrapOutput(
                 remote_control_enabled=settings.remote_control_enabled,
+                auto_update_enabled=settings.auto_update_enabled,
                 managed_codex_path=self.paths.managed_binary,
                 managed_codex_version=self.managed_version(),
                 socket_path=self.paths.socket_path,
@@ -244,6 +252,18 @@ class Daemon:
                 persistence=None if persisted is None else persisted.kind.value,
                 warning=None if persisted is None else persisted.warning,
             )
+
+    def stop_all(self) -> StopAllOutput:
+        """The updater, then the app-server (its keeper); persistence stays. The updater
+        goes first and daemon.lock is held throughout, so neither relaunches the other."""
+        if not self.paths.state_dir.is_dir():
+            self.refuse_unmanaged()
+            return StopAllOutput(app_server_stopped=False, updater_stopped=False)
+        with self.operation_lock():
+            self.refuse_unmanaged()
+            updater = self.stop_worker("updater", self.paths.updater_record)
+            app_server = self.stop_app_server()
+            return StopAllOutput(app_server_stopped=app_server, updater_stopped=updater)
 
     def unpersist(self, tools: PersistenceTools) -> UnpersistOutput:
         """Remove this home's unit and cron line; running processes are left alone."""

@@ -257,9 +257,13 @@ class SettingsSection:
     path: Path
     remote_control_enabled: bool | None  # None when the file cannot be read
     error: str | None = None
+    auto_update_enabled: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
-        value: dict[str, Any] = {"remoteControlEnabled": self.remote_control_enabled}
+        value: dict[str, Any] = {
+            "remoteControlEnabled": self.remote_control_enabled,
+            "autoUpdateEnabled": self.auto_update_enabled,
+        }
         if self.error is not None:
             value["error"] = self.error
         return value
@@ -321,6 +325,7 @@ class StatusReport:
                 settings_file=self.settings.path,
                 settings_readable=self.settings.error is None,
                 remote_control=bool(self.settings.remote_control_enabled),
+                auto_update=self.settings.auto_update_enabled is not False,
                 app_server=self.app_server.worker.state,
                 unmanaged=self.app_server.unmanaged,
                 socket_path=self.app_server.socket_path,
@@ -393,10 +398,14 @@ def _answering_version(paths: HomePaths) -> str | None:
 
 def _settings(paths: HomePaths) -> SettingsSection:
     try:
-        setting = load_settings(paths.settings_file).remote_control_enabled
+        settings = load_settings(paths.settings_file)
     except StateFileError as error:
         return SettingsSection(paths.settings_file, None, str(error))
-    return SettingsSection(paths.settings_file, setting)
+    return SettingsSection(
+        paths.settings_file,
+        settings.remote_control_enabled,
+        auto_update_enabled=settings.auto_update_enabled,
+    )
 
 
 def _schedule_of(pid: int) -> tuple[float, float]:

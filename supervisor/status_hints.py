@@ -34,6 +34,7 @@ class HintFacts:
     settings_file: Path
     settings_readable: bool
     remote_control: bool  # the saved setting
+    auto_update: bool  # the saved setting
     app_server: WorkerState
     unmanaged: bool  # something codexd did not start answers on the socket
     socket_path: Path
@@ -43,11 +44,15 @@ class HintFacts:
     persisted: bool
 
 
-def bootstrap_command(remote_control: bool, persist: bool = False) -> str:
+def bootstrap_command(
+    remote_control: bool, persist: bool = False, auto_update: bool = False
+) -> str:
     """A bare bootstrap turns remote control off: keep the saved setting on."""
     words = ["codexd", "bootstrap"]
     if remote_control:
         words.append("--remote-control")
+    if auto_update:
+        words.append("--auto-update")
     if persist:
         words.append("--persist")
     return " ".join(words)
@@ -87,12 +92,20 @@ def status_hints(facts: HintFacts) -> list[Hint]:
     if facts.installed and facts.settings_readable and not facts.unmanaged:
         if facts.app_server in STOPPED_STATES:
             hints.append(_with_command("app-server", "start it", "codexd start"))
-        if facts.updater in STOPPED_STATES:
+        if facts.updater in STOPPED_STATES and facts.auto_update:
             hints.append(
                 _with_command(
                     "updater",
                     "start it (restarts the app-server too)",
                     bootstrap_command(facts.remote_control),
+                )
+            )
+        if facts.updater in STOPPED_STATES and not facts.auto_update:
+            hints.append(
+                _with_command(
+                    "updater",
+                    "automatic updates are off (bootstrap --no-auto-update); to turn them on",
+                    bootstrap_command(facts.remote_control, auto_update=True),
                 )
             )
         if not facts.persisted:

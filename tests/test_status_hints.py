@@ -16,6 +16,7 @@ ALL_WELL = HintFacts(
     settings_file=Path("/h/app-server-daemon/settings.json"),
     settings_readable=True,
     remote_control=False,
+    auto_update=True,
     app_server=RUNNING,
     unmanaged=False,
     socket_path=Path("/h/app-server-control/app-server-control.sock"),
@@ -40,6 +41,16 @@ ALL_WELL = HintFacts(
             [("updater", "codexd bootstrap --remote-control")],
         ),
         ({"persisted": False}, [("release", "codexd bootstrap --persist")]),
+        # Automatic updates turned off: the hint turns them on, not a plain bootstrap.
+        ({"auto_update": False}, []),
+        (
+            {"updater": STOPPED, "auto_update": False},
+            [("updater", "codexd bootstrap --auto-update")],
+        ),
+        (
+            {"updater": STOPPED, "auto_update": False, "remote_control": True},
+            [("updater", "codexd bootstrap --remote-control --auto-update")],
+        ),
         (
             {"app_server": STOPPED, "updater": STOPPED, "persisted": False},
             [
