@@ -423,3 +423,37 @@ def test_a_lock_kept_by_a_dead_workers_child_is_reported_naming_the_holder(home:
     finally:
         keeper.kill()
         keeper.wait()
+
+
+def test_a_planted_record_naming_a_live_process_that_lacks_the_lock_is_never_signalled(
+    home: Home,
+) -> None:
+    """The lock is held (by someone) and the record names a live process with its true
+    start time and boot: the identity matches, but that process does not hold the lock,
+    so it is not our worker (as with a record naming kthreadd)."""
+    sleep_path = shutil.which("sleep")
+    assert sleep_path is not None
+    bystander = subprocess.Popen([sleep_path, "600"], stdin=subprocess.DEVNULL)
+    lock = home.paths.state_dir / "app-server.pid.lock"
+    try:
+        process = psutil.Process(bystander.pid)
+        write_record_naming(home, process, process.create_time())
+        holder = subprocess.Popen(
+            [sys.executable, "-c", LOCK_KEEPER, str(lock)], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+            for command in ("stop", "restart"):
+                result = home.run(command)
+                assert result.returncode == 1, result.stdout
+                assert result.stdout == ""
+                assert "does not hold" in result.stderr
+                assert str(home.paths.app_server_record) in result.stderr
+                assert_untouched(bystander)
+                assert holder.poll() is None
+        finally:
+            holder.kill()
+            holder.wait()
+    finally:
+        bystander.kill()
+        bystander.wait()
