@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ from typing import Any
 import psutil
 import pytest
 
-from supervisor.paths import HomePaths
+from supervisor.paths import HomePaths, private_socket_dir
 from supervisor.worker_control import RELEASE_MARKER
 
 # Where the test environment's codexd lives: the managed binary shim execs it.
@@ -222,6 +223,12 @@ class Home:
                 process.kill()
             process.communicate()
         kill_and_reap(processes_of_home(self.path))
+        # The private directory a too-long socket path was bound in (a killed server
+        # leaves its socket in it): every test removes what it made.
+        private = private_socket_dir(
+            self.paths.socket_path, os.getuid(), self.env.get("XDG_RUNTIME_DIR")
+        )
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def make_home(path: Path) -> Home:
