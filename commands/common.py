@@ -9,7 +9,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from supervisor.errors import DaemonError
-from supervisor.paths import HomePaths, resolve_home
+from supervisor.paths import HomePaths
+from supervisor.private_dir import checked_home_paths
 
 
 class JsonOutput(Protocol):
@@ -17,7 +18,7 @@ class JsonOutput(Protocol):
 
 
 def home_paths() -> HomePaths:
-    return HomePaths(resolve_home())
+    return checked_home_paths()
 
 
 def run_and_print(operation: Callable[[], JsonOutput]) -> None:

@@ -61,7 +61,7 @@ def main() -> None:
     if command is not None:
         from commands.common import run_and_print
 
-        run_and_print(operation(command))
+        run_and_print(lambda: operation(command)())
         return
     from commands.cli import main as click_main
 

@@ -42,7 +42,7 @@ from supervisor.paths import HomePaths, lock_path_for
 from supervisor.pidrecord import PidRecord, read_record, remove_record, write_record
 from supervisor.process_handle import ProcessHandle
 from supervisor.settings import Settings, load_settings, save_settings
-from supervisor.statefile import StateFileError, ensure_private_dir
+from supervisor.statefile import StateFileError, prepare_state_dir
 from supervisor.worker_state import Observation, observe_worker
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class Daemon:
     def operation_lock(self, acquire: Callable[[FlockLock], None] | None = None) -> Iterator[None]:
         """Hold daemon.lock. `acquire` replaces the default wait (up to
         LOCK_TIMEOUT_SECONDS), for the updater, which must stay responsive to SIGTERM."""
-        ensure_private_dir(self.paths.state_dir)
+        prepare_state_dir(self.paths)
         lock = FlockLock(self.paths.daemon_lock)
         try:
             if acquire is None:

@@ -72,6 +72,21 @@ class HomePaths:
     def updater_log(self) -> Path:
         return self.state_dir / "app-server-updater.log"
 
+    def state_files(self) -> list[Path]:
+        """Every file codexd reads or replaces in the state dir."""
+        records = [self.app_server_record, self.updater_record]
+        return [
+            *records,
+            *(lock_path_for(record) for record in records),
+            self.settings_file,
+            self.managed_binary_cache,
+            self.daemon_lock,
+            self.updater_installer_record,
+            self.updater_last_pass,
+            self.app_server_log,
+            self.updater_log,
+        ]
+
     @property
     def standalone_dir(self) -> Path:
         return self.home / "packages" / "standalone"
