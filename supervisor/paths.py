@@ -128,8 +128,9 @@ def private_socket_dir(socket_path: Path, uid: int, runtime_dir: str | None) -> 
 
 
 def connectable_socket_path(socket_path: Path) -> Path:
-    """The path a client passes to connect(): the symlink's target when the public path
-    is too long for sun_path."""
+    """Where the public path leads: the symlink's target when it is too long for
+    sun_path. Path arithmetic only, for tests and messages: a client connects through
+    `control_socket.connect_control_socket`, which first checks where the link leads."""
     if fits_sun_path(socket_path):
         return socket_path
     try:

@@ -7,7 +7,11 @@ the real app-server is exercised in test_app_server.py.
 from __future__ import annotations
 
 import json
+import os
 import socket
+import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,10 +23,13 @@ import pytest
 from websockets.sync.server import ServerConnection, unix_serve
 
 from supervisor.control_socket import (
+    PeerCredentials,
     ProbeError,
     ProbeInfo,
+    Unreachable,
     parse_version_from_user_agent,
     probe,
+    trusted_socket_target,
 )
 
 USER_AGENT = "codexd/0.1.0 (Linux 6.8.0; x86_64)"
@@ -103,7 +110,9 @@ def test_probe_sends_initialize_then_initialized(sock_path: Path) -> None:
     with fake_server(sock_path, handler):
         info = probe(sock_path)
 
-    assert info == ProbeInfo(app_server_version="0.1.0", user_agent=USER_AGENT)
+    # The peer is this process: the fake server listens in a thread of ours.
+    peer = PeerCredentials(pid=os.getpid(), uid=os.geteuid(), gid=os.getegid())
+    assert info == ProbeInfo(app_server_version="0.1.0", user_agent=USER_AGENT, peer=peer)
     assert received == [
         {
             "id": 1,
@@ -212,3 +221,109 @@ def test_probe_reports_a_server_that_hangs_up(sock_path: Path) -> None:
 
     with fake_server(sock_path, handler), pytest.raises(ProbeError, match="connection closed"):
         probe(sock_path)
+
+
+# -- whom the probe talks to ------------------------------------------------------------
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another uid")
+STRANGER_UID = 4242
+LISTEN_AS = """
+import os, socket, sys, time
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(sys.argv[1])
+uid = int(sys.argv[2])
+os.setgroups([])
+os.setresgid(uid, uid, uid)
+os.setresuid(uid, uid, uid)
+listener.listen(8)  # SO_PEERCRED reports who called listen()
+print("listening", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.fixture
+def private_link(tmp_path: Path) -> tuple[Path, Path]:
+    """A public socket path that is a symlink into a private directory of ours, as the
+    server leaves it for a socket path too long to bind: (link, target)."""
+    parent = tmp_path / "codexd-0"
+    parent.mkdir(mode=0o700)
+    (parent / "tag").mkdir(mode=0o700)
+    target = parent / "tag" / "control.sock"
+    link = tmp_path / "public.sock"
+    link.symlink_to(target)
+    return link, target
+
+
+def test_a_symlink_into_a_private_dir_of_ours_is_followed(
+    private_link: tuple[Path, Path],
+) -> None:
+    link, target = private_link
+    with fake_server(target, answer_initialize()):
+        assert trusted_socket_target(link) == target
+        assert probe(link).app_server_version == "0.1.0"
+
+
+@pytest.mark.parametrize("which", ["tag", "parent"])
+def test_a_symlink_into_a_loose_dir_is_not_followed(
+    private_link: tuple[Path, Path], which: str
+) -> None:
+    link, target = private_link
+    loose = target.parent if which == "tag" else target.parent.parent
+    loose.chmod(0o777)
+    with (
+        fake_server(target, answer_initialize()),
+        pytest.raises(ProbeError, match=f"{loose} has mode 0777") as raised,
+    ):
+        probe(link)
+    assert raised.value.reason is Unreachable.UNTRUSTED
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o777  # a client changes nothing
+
+
+@needs_root
+def test_a_symlink_into_a_dir_owned_by_someone_else_is_not_followed(
+    private_link: tuple[Path, Path],
+) -> None:
+    link, target = private_link
+    with fake_server(target, answer_initialize()):
+        os.chown(target.parent, STRANGER_UID, STRANGER_UID)
+        with pytest.raises(
+            ProbeError, match=f"{target.parent} is owned by uid {STRANGER_UID}"
+        ) as raised:
+            probe(link)
+    assert raised.value.reason is Unreachable.UNTRUSTED
+
+
+def test_a_symlink_into_a_missing_dir_is_not_running(private_link: tuple[Path, Path]) -> None:
+    link, target = private_link
+    target.parent.rmdir()
+    with pytest.raises(ProbeError, match="no such file") as raised:
+        probe(link)
+    assert raised.value.reason is Unreachable.NOT_LISTENING
+
+
+def test_a_symlink_to_a_symlink_is_not_followed(private_link: tuple[Path, Path]) -> None:
+    link, target = private_link
+    target.symlink_to("/elsewhere.sock")
+    with pytest.raises(ProbeError, match="the target is a symlink") as raised:
+        probe(link)
+    assert raised.value.reason is Unreachable.UNTRUSTED
+
+
+@needs_root
+def test_a_listener_running_as_another_uid_is_never_talked_to(sock_path: Path) -> None:
+    listener = subprocess.Popen(
+        [sys.executable, "-c", LISTEN_AS, str(sock_path), str(STRANGER_UID)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert listener.stdout is not None
+        assert listener.stdout.readline().strip() == "listening"
+        with pytest.raises(ProbeError) as raised:
+            probe(sock_path)
+    finally:
+        listener.kill()
+        listener.wait()
+    assert raised.value.reason is Unreachable.UNTRUSTED
+    assert f"the listener (pid {listener.pid}) runs as uid {STRANGER_UID}" in str(raised.value)

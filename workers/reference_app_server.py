@@ -24,12 +24,14 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection, unix_serve
 from websockets.exceptions import ConnectionClosed
 
-from supervisor.paths import (
-    SOCKET_FILE_NAME,
-    HomePaths,
-    connectable_socket_path,
-    fits_sun_path,
-    private_socket_dir,
+from supervisor.control_socket import ProbeError, trusted_socket_target
+from supervisor.paths import SOCKET_FILE_NAME, HomePaths, fits_sun_path, private_socket_dir
+from supervisor.private_dir import (
+    HOME,
+    PRIVATE_SOCKET_DIR,
+    SOCKET_DIR,
+    PrivateDirError,
+    ensure_private_dir,
 )
 from supervisor.version import CODEXD_VERSION
 
@@ -45,8 +47,6 @@ LISTEN_BACKLOG = 1024
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
-
-PRIVATE_DIR_MODE = 0o700
 
 
 class ServeError(Exception):
@@ -150,36 +150,6 @@ class Session:
 # --- the socket on disk ----------------------------------------------------------------
 
 
-def ensure_private_dir(path: Path, uid: int) -> None:
-    """Create `path` 0700 if missing, then trust it only if it is a real directory we
-    own with mode 0700: anyone who could write in it could swap our socket."""
-    try:
-        path.mkdir(mode=PRIVATE_DIR_MODE)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise ServeError(f"private socket directory {path}: {exc.strerror}") from exc
-    else:
-        # We made it: undo whatever the umask took away.
-        os.chmod(path, PRIVATE_DIR_MODE)
-    try:
-        st = os.lstat(path)
-    except OSError as exc:
-        raise ServeError(f"private socket directory {path}: {exc.strerror}") from exc
-    if not stat.S_ISDIR(st.st_mode):
-        raise ServeError(f"private socket directory {path} is not a directory; refusing to use it")
-    if st.st_uid != uid:
-        raise ServeError(
-            f"private socket directory {path} is owned by uid {st.st_uid}, not {uid}; "
-            "refusing to use it"
-        )
-    mode = stat.S_IMODE(st.st_mode)
-    if mode != PRIVATE_DIR_MODE:
-        raise ServeError(
-            f"private socket directory {path} has mode {mode:04o}, not 0700; refusing to use it"
-        )
-
-
 def something_answers(path: Path) -> bool:
     """Whether a process accepts connections on the Unix socket at `path`."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe_sock:
@@ -224,22 +194,26 @@ def bind_control_socket(home: Path, uid: int, runtime_dir: str | None) -> BoundS
     sun_path, in a private directory with the public path a symlink to it."""
     public_path = HomePaths(home).socket_path
     try:
-        with umask(0o077):
-            public_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ServeError(f"control socket directory {public_path.parent}: {exc.strerror}") from exc
-    if fits_sun_path(public_path):
-        bind_path, symlink_path = public_path, None
-    else:
-        private_dir = private_socket_dir(public_path, uid, runtime_dir)
-        # The per-user parent is checked too: whoever owns it could rename our directory.
-        ensure_private_dir(private_dir.parent, uid)
-        ensure_private_dir(private_dir, uid)
-        bind_path, symlink_path = private_dir / SOCKET_FILE_NAME, public_path
+        ensure_private_dir(home, HOME)
+        ensure_private_dir(public_path.parent, SOCKET_DIR)
+        if fits_sun_path(public_path):
+            bind_path, symlink_path = public_path, None
+        else:
+            private_dir = private_socket_dir(public_path, uid, runtime_dir)
+            # The per-user parent is checked too: whoever owns it could rename our directory.
+            ensure_private_dir(private_dir.parent, PRIVATE_SOCKET_DIR)
+            ensure_private_dir(private_dir, PRIVATE_SOCKET_DIR)
+            bind_path, symlink_path = private_dir / SOCKET_FILE_NAME, public_path
+    except PrivateDirError as exc:
+        raise ServeError(str(exc)) from exc
 
     # Clients connect through the public path: anything answering there, or at our bind
-    # path, is another app-server we must not take the socket from.
-    for path in dict.fromkeys([connectable_socket_path(public_path), bind_path]):
+    # path, is another app-server we must not take the socket from. A public path that
+    # leads somewhere no client would follow is only a stale link, replaced below.
+    in_use = [bind_path]
+    with contextlib.suppress(ProbeError):
+        in_use.insert(0, trusted_socket_target(public_path))
+    for path in dict.fromkeys(in_use):
         if fits_sun_path(path) and something_answers(path):
             raise ServeError(f"control socket {public_path} is already in use")
     remove_stale_socket(bind_path)

@@ -202,17 +202,23 @@ def long_home(tmp_path: Path) -> Iterator[Home]:
         shutil.rmtree(runtime)
 
 
-@pytest.mark.parametrize("how", ["mode 0777", "another owner", "tag of another owner", "symlink"])
+def test_a_loose_socket_directory_of_ours_is_tightened(long_home: Home) -> None:
+    runtime = Path(long_home.env["XDG_RUNTIME_DIR"])
+    parent = private_socket_dir(long_home.paths.socket_path, os.getuid(), str(runtime)).parent
+    parent.mkdir()
+    parent.chmod(0o777)
+    assert long_home.ok("start")["status"] == "started"
+    assert stat.S_IMODE(parent.stat().st_mode) == 0o700
+    check_home(long_home.path)
+
+
+@pytest.mark.parametrize("how", ["another owner", "tag of another owner", "symlink"])
 def test_a_socket_directory_someone_else_made_is_refused(long_home: Home, how: str) -> None:
     home = long_home
     runtime = Path(home.env["XDG_RUNTIME_DIR"])
     private = private_socket_dir(home.paths.socket_path, os.getuid(), str(runtime))
     parent = private.parent
-    if how == "mode 0777":
-        parent.mkdir()
-        parent.chmod(0o777)
-        suspect = parent
-    elif how == "another owner":
+    if how == "another owner":
         parent.mkdir(mode=0o700)
         os.chown(parent, 4242, 4242)
         suspect = parent
