@@ -25,6 +25,7 @@ from supervisor.private_dir import (
     PRIVATE_SOCKET_DIR,
     PrivateDirError,
     check_private_dir,
+    describe_owner,
     describe_uid,
 )
 from supervisor.version import CLIENT_NAME, CODEXD_VERSION
@@ -64,6 +65,8 @@ class ProbeError(Exception):
     def __init__(self, message: str, reason: Unreachable = Unreachable.FAILED) -> None:
         super().__init__(message)
         self.reason = reason
+        # Who accepted the connection, when one did: `version` says what it is doing.
+        self.peer: PeerCredentials | None = None
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,9 @@ def peer_credentials(sock: socket.socket) -> PeerCredentials | None:
     return PeerCredentials(pid, uid, gid)
 
 
-def _connect_error(where: str, error: OSError, timeout: float) -> ProbeError:
+def _connect_error(
+    where: str, error: OSError, timeout: float, target: Path | None = None
+) -> ProbeError:
     if isinstance(error, FileNotFoundError):
         return ProbeError(f"{where}: no such file", Unreachable.NOT_LISTENING)
     if isinstance(error, ConnectionRefusedError):
@@ -141,7 +146,8 @@ def _connect_error(where: str, error: OSError, timeout: float) -> ProbeError:
     if isinstance(error, TimeoutError):
         return ProbeError(f"{where}: timed out after {timeout:g} s", Unreachable.NO_ANSWER)
     if error.errno in (errno.EACCES, errno.EPERM):
-        return ProbeError(f"{where}: permission denied", Unreachable.DENIED)
+        owner = "" if target is None else f" ({describe_owner(target)})"
+        return ProbeError(f"{where}: permission denied{owner}", Unreachable.DENIED)
     if error.errno == errno.EAGAIN:
         # A Unix socket's listen backlog is full: something listens, and is swamped.
         return ProbeError(
@@ -180,7 +186,7 @@ def connect_control_socket(
         peer = peer_credentials(sock)
     except OSError as error:
         sock.close()
-        raise _connect_error(where, error, timeout) from error
+        raise _connect_error(where, error, timeout, target) from error
     if peer is not None and peer.uid != os.geteuid():
         sock.close()
         raise ProbeError(
@@ -254,7 +260,16 @@ def probe(socket_path: Path, timeout: float = 2.0) -> ProbeInfo:
     """Do the `initialize` handshake on the control socket, all within `timeout` seconds."""
     deadline = time.monotonic() + timeout
     sock, peer = connect_control_socket(socket_path, deadline)
-    where = f"control socket {socket_path}"
+    try:
+        return _initialize(sock, peer, f"control socket {socket_path}", deadline, timeout)
+    except ProbeError as error:
+        error.peer = peer
+        raise
+
+
+def _initialize(
+    sock: socket.socket, peer: PeerCredentials | None, where: str, deadline: float, timeout: float
+) -> ProbeInfo:
     try:
         client = WebSocketClient(sock, deadline, PROBE_MAX_FRAME_BYTES)
         try:
@@ -286,3 +301,29 @@ def probe(socket_path: Path, timeout: float = 2.0) -> ProbeInfo:
         raise ProbeError(f"{where}: bad response: {exc}", Unreachable.BAD_ANSWER) from exc
     except OSError as exc:
         raise _connect_error(where, exc, timeout) from exc
+
+
+def unreachable_message(error: ProbeError, listener_state: str | None) -> str:
+    """What `version` says when no app-server of ours answered: what was seen, not
+    only "not running". `listener_state` is what the process that accepted the
+    connection is doing (identity.process_state of `error.peer`), when one did."""
+    listener = ""
+    if error.peer is not None:
+        listener = f" (pid {error.peer.pid}" + (f", {listener_state})" if listener_state else ")")
+    if error.reason is Unreachable.NO_ANSWER:
+        if listener_state is not None and listener_state.startswith("stopped"):
+            return (
+                f"app server{listener} is stopped and cannot answer: {error}; "
+                "continue it (kill -CONT) or restart it"
+            )
+        return (
+            f"app server{listener} is not answering: {error}; it may be overloaded or out "
+            "of file descriptors (see its log)"
+        )
+    if error.reason is Unreachable.DENIED:
+        return f"app server is not reachable: {error}"
+    if error.reason is Unreachable.OUT_OF_RESOURCES:
+        return f"cannot reach the app server: {error}"
+    if error.reason is Unreachable.BAD_ANSWER:
+        return f"the control socket does not answer as an app server{listener} does: {error}"
+    return f"app server is not running: {error}"

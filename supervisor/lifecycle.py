@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from supervisor import config
 from supervisor.config import PAUSE_ENV
-from supervisor.control_socket import ProbeError, ProbeInfo, probe
+from supervisor.control_socket import ProbeError, ProbeInfo, probe, unreachable_message
 from supervisor.decisions import (
     StartAction,
     StopStep,
@@ -28,8 +29,14 @@ from supervisor.decisions import (
 )
 from supervisor.errors import DaemonError
 from supervisor.faults import pause_point
-from supervisor.identity import identity_of
-from supervisor.locks import FlockLock, LockFailed, LockTimeout, lock_holders
+from supervisor.identity import identity_of, process_state
+from supervisor.locks import (
+    FlockLock,
+    LockFailed,
+    LockTimeout,
+    acquire_naming_holder,
+    lock_holders,
+)
 from supervisor.managed import managed_digest, managed_version, require_managed_binary
 from supervisor.output import (
     BootstrapOutput,
@@ -99,14 +106,13 @@ class Daemon:
         lock = FlockLock(self.paths.daemon_lock)
         try:
             if acquire is None:
-                lock.acquire(timeout=config.LOCK_TIMEOUT_SECONDS)
+                acquire_naming_holder(
+                    lock, config.LOCK_TIMEOUT_SECONDS, "the daemon operation lock", _notice
+                )
             else:
                 acquire(lock)
         except LockTimeout as error:
-            raise DaemonError(
-                f"timed out after {config.LOCK_TIMEOUT_SECONDS:g} s waiting for the daemon "
-                f"operation lock {self.paths.daemon_lock}"
-            ) from error
+            raise DaemonError(str(error)) from error
         except LockFailed as error:
             raise DaemonError(str(error)) from error
         try:
@@ -162,7 +168,8 @@ class Daemon:
         try:
             info = probe(self.paths.socket_path, timeout=config.PROBE_TIMEOUT_SECONDS)
         except ProbeError as error:
-            raise DaemonError(f"app server is not running: {error}") from error
+            state = None if error.peer is None else process_state(error.peer.pid)
+            raise DaemonError(unreachable_message(error, state)) from error
         managed = is_managed(self.observe().state)
         return self.lifecycle_output(LifecycleStatus.RUNNING, managed, info)
 
@@ -443,6 +450,10 @@ def unnamed_holder_message(record_path: Path) -> str:
         "worker that never finished starting, or a child of a dead worker that kept the "
         "lock; stop that process to continue"
     )
+
+
+def _notice(message: str) -> None:
+    print(f"codexd: {message}", file=sys.stderr, flush=True)
 
 
 def worker_environment(home: Path) -> dict[str, str]:

@@ -104,3 +104,19 @@ def second_user_fixture() -> Iterator[SecondUser]:
         user.stop_all()
         subprocess.run(["userdel", name], check=False, capture_output=True, timeout=30)
         subprocess.run(["groupdel", name], check=False, capture_output=True, timeout=30)
+
+
+@contextlib.contextmanager
+def acting_as(uid: int) -> Iterator[None]:
+    """Run the block with `uid` as this (root) process's effective uid and gid, so the
+    kernel's permission checks answer as they would for that user. No account is
+    needed; the real uid stays root's, which is how the block gives the role back."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as another uid")
+    os.setegid(uid)
+    os.seteuid(uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +32,9 @@ from supervisor.control_socket import (
     parse_version_from_user_agent,
     probe,
     trusted_socket_target,
+    unreachable_message,
 )
+from tests.second_user import acting_as
 
 USER_AGENT = "codexd/0.1.0 (Linux 6.8.0; x86_64)"
 
@@ -327,3 +331,129 @@ def test_a_listener_running_as_another_uid_is_never_talked_to(sock_path: Path) -
         listener.wait()
     assert raised.value.reason is Unreachable.UNTRUSTED
     assert f"the listener (pid {listener.pid}) runs as uid {STRANGER_UID}" in str(raised.value)
+
+
+# -- what `version` says when nothing of ours answers ---------------------------------------
+
+
+def probe_error(reason: Unreachable, listener_pid: int | None = None) -> ProbeError:
+    error = ProbeError("control socket /h/s.sock: detail", reason)
+    if listener_pid is not None:
+        error.peer = PeerCredentials(listener_pid, 1000, 1000)
+    return error
+
+
+@pytest.mark.parametrize(
+    ("reason", "listener", "state", "message"),
+    [
+        (
+            Unreachable.NOT_LISTENING,
+            None,
+            None,
+            "app server is not running: control socket /h/s.sock: detail",
+        ),
+        (
+            Unreachable.UNTRUSTED,
+            None,
+            None,
+            "app server is not running: control socket /h/s.sock: detail",
+        ),
+        (
+            Unreachable.UNTRUSTED,
+            7,
+            "sleeping",
+            "app server is not running: control socket /h/s.sock: detail",
+        ),
+        (
+            Unreachable.NO_ANSWER,
+            7,
+            "stopped",
+            "app server (pid 7, stopped) is stopped and cannot answer: control socket "
+            "/h/s.sock: detail; continue it (kill -CONT) or restart it",
+        ),
+        (
+            Unreachable.NO_ANSWER,
+            7,
+            "stopped by a debugger",
+            "app server (pid 7, stopped by a debugger) is stopped and cannot answer: control "
+            "socket /h/s.sock: detail; continue it (kill -CONT) or restart it",
+        ),
+        (
+            Unreachable.NO_ANSWER,
+            7,
+            "sleeping",
+            "app server (pid 7, sleeping) is not answering: control socket /h/s.sock: detail; "
+            "it may be overloaded or out of file descriptors (see its log)",
+        ),
+        (
+            Unreachable.NO_ANSWER,
+            None,
+            None,
+            "app server is not answering: control socket /h/s.sock: detail; it may be "
+            "overloaded or out of file descriptors (see its log)",
+        ),
+        (
+            Unreachable.DENIED,
+            None,
+            None,
+            "app server is not reachable: control socket /h/s.sock: detail",
+        ),
+        (
+            Unreachable.OUT_OF_RESOURCES,
+            None,
+            None,
+            "cannot reach the app server: control socket /h/s.sock: detail",
+        ),
+        (
+            Unreachable.BAD_ANSWER,
+            7,
+            "sleeping",
+            "the control socket does not answer as an app server (pid 7, sleeping) does: "
+            "control socket /h/s.sock: detail",
+        ),
+        (
+            Unreachable.FAILED,
+            None,
+            None,
+            "app server is not running: control socket /h/s.sock: detail",
+        ),
+    ],
+)
+def test_unreachable_message(
+    reason: Unreachable, listener: int | None, state: str | None, message: str
+) -> None:
+    assert unreachable_message(probe_error(reason, listener), state) == message
+
+
+def test_every_reason_has_a_row() -> None:
+    rows = test_unreachable_message.pytestmark[0].args[1]  # type: ignore[attr-defined]
+    assert {row[0] for row in rows} == set(Unreachable)
+
+
+def test_probe_error_names_the_listener_that_never_answered(sock_path: Path) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
+        silent.bind(str(sock_path))
+        silent.listen(8)
+        with pytest.raises(ProbeError) as raised:
+            probe(sock_path, timeout=0.2)
+    assert raised.value.reason is Unreachable.NO_ANSWER
+    assert raised.value.peer == PeerCredentials(os.getpid(), os.geteuid(), os.getegid())
+
+
+def test_probe_of_a_socket_we_may_not_connect_to_is_denied_naming_its_owner() -> None:
+    directory = Path(tempfile.mkdtemp(prefix="cxp-", dir="/tmp"))
+    sock_path = directory / "control.sock"
+    try:
+        directory.chmod(0o755)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+            listener.bind(str(sock_path))
+            listener.listen(8)
+            sock_path.chmod(0o600)
+            with acting_as(STRANGER_UID), pytest.raises(ProbeError) as raised:
+                probe(sock_path, timeout=0.5)
+    finally:
+        shutil.rmtree(directory)
+    assert raised.value.reason is Unreachable.DENIED
+    assert str(raised.value) == (
+        f"control socket {sock_path}: permission denied (owned by uid 0 (root), mode 0600)"
+    )
