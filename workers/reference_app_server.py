@@ -25,6 +25,7 @@ from websockets.asyncio.server import ServerConnection, unix_serve
 from websockets.exceptions import ConnectionClosed
 
 from supervisor.control_socket import ProbeError, trusted_socket_target
+from supervisor.descriptors import AcceptErrorLog, is_accept_exhaustion, raise_open_file_limit
 from supervisor.paths import SOCKET_FILE_NAME, HomePaths, fits_sun_path, private_socket_dir
 from supervisor.private_dir import (
     HOME,
@@ -43,6 +44,12 @@ SHUTDOWN_TIMEOUT_SECONDS = 0.5
 # Pending connections the kernel queues before connect() fails with EAGAIN: a burst of
 # clients must not make a probe think nothing serves (asyncio's default is 100).
 LISTEN_BACKLOG = 1024
+# asyncio also uses its `backlog` as the number of accept() calls per loop turn, and when
+# one fails for want of descriptors it goes on trying and schedules a retry for every
+# failure (CPython 3.11 to 3.13): with 1024, a thousand failures a second, each logged.
+# One per turn makes it one failure per retry, once a second; the kernel's queue is set
+# to LISTEN_BACKLOG separately.
+ACCEPT_BATCH = 1
 
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
@@ -284,9 +291,30 @@ async def handle_connection(websocket: ServerConnection, home: Path, remote_cont
         pass
 
 
+def log_accept_failures_once_per_interval(
+    loop: asyncio.AbstractEventLoop, stopping: asyncio.Event
+) -> None:
+    """Failed accepts (out of descriptors) as one line per interval with a count; every
+    other exception the loop reports goes to its default handler."""
+    failures = AcceptErrorLog()
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if stopping.is_set() and "_start_serving" in repr(context.get("handle")):
+            return  # an accept retry asyncio left pending, firing on the closed socket
+        if not is_accept_exhaustion(context):
+            loop.default_exception_handler(context)
+            return
+        line = failures.note(context["exception"], loop.time())
+        if line is not None:
+            print(f"codexd app-server: {line}", file=sys.stderr, flush=True)
+
+    loop.set_exception_handler(handle)
+
+
 async def serve_until_signalled(home: Path, remote_control: bool) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    log_accept_failures_once_per_interval(loop, stop)
     # Handlers only take note; the shutdown runs below, in the loop.
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -307,8 +335,9 @@ async def serve_until_signalled(home: Path, remote_control: bool) -> int:
             sock=bound.sock,
             max_size=MAX_FRAME_BYTES,
             close_timeout=CLOSE_TIMEOUT_SECONDS,
-            backlog=LISTEN_BACKLOG,
+            backlog=ACCEPT_BATCH,
         )
+        bound.sock.listen(LISTEN_BACKLOG)
         public_path = HomePaths(home).socket_path
         where = f"{public_path} -> {bound.bind_path}" if bound.symlink_path else str(public_path)
         state = "enabled" if remote_control else "disabled"
@@ -332,4 +361,11 @@ async def serve_until_signalled(home: Path, remote_control: bool) -> int:
 
 def serve(home: Path, remote_control: bool) -> int:
     """Serve the control socket for `home` until SIGTERM or SIGINT; the exit status."""
+    before, after = raise_open_file_limit()
+    if after != before:
+        print(
+            f"codexd app-server: open file limit raised from {before} to {after}",
+            file=sys.stderr,
+            flush=True,
+        )
     return asyncio.run(serve_until_signalled(home, remote_control))
