@@ -294,8 +294,9 @@ def _initialize(
             Unreachable.NO_ANSWER,
         ) from exc
     except ConnectionClosedError as exc:
+        # What a server on its way out does (SIGTERM closes every connection).
         raise ProbeError(
-            f"{where}: connection closed before initialize answered", Unreachable.BAD_ANSWER
+            f"{where}: connection closed before initialize answered", Unreachable.NOT_LISTENING
         ) from exc
     except (HandshakeError, FrameTooBigError) as exc:
         raise ProbeError(f"{where}: bad response: {exc}", Unreachable.BAD_ANSWER) from exc
@@ -324,6 +325,6 @@ def unreachable_message(error: ProbeError, listener_state: str | None) -> str:
         return f"app server is not reachable: {error}"
     if error.reason is Unreachable.OUT_OF_RESOURCES:
         return f"cannot reach the app server: {error}"
-    if error.reason is Unreachable.BAD_ANSWER:
-        return f"the control socket does not answer as an app server{listener} does: {error}"
+    # Nothing listening, nothing of ours, or something that is no app-server (or one
+    # shutting down, which answers a handshake with 503): none of it is running for us.
     return f"app server is not running: {error}"

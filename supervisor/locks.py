@@ -38,6 +38,8 @@ __all__ = [
 LOCK_RETRY_SECONDS = 0.01
 PROBE_PATIENCE_SECONDS = 0.05
 PROC_LOCKS = Path("/proc/locks")
+# A wait this short is routine (another command finishing) and not worth a line.
+QUIET_WAIT_SECONDS = 0.5
 
 
 class LockFileError(LockFailed, DaemonError):  # type: ignore[misc] # lockfile is untyped
@@ -150,13 +152,14 @@ def acquire_naming_holder(
     lock: FlockLock, timeout: float, what: str, notice: Callable[[str], None]
 ) -> None:
     """`lock.acquire(timeout)`, except that a busy lock is explained: once through
-    `notice` when the wait starts, and again in the LockTimeout, each naming the
-    holder, so nobody waits in silence behind a stopped process."""
+    `notice` when the wait starts (after QUIET_WAIT_SECONDS), and again in the
+    LockTimeout, each naming the holder, so nobody waits in silence behind a stopped
+    process."""
     started = time.monotonic()
     try:
-        lock.acquire(timeout=0)
+        lock.acquire(timeout=min(QUIET_WAIT_SECONDS, timeout))
         return
-    except AlreadyLocked:
+    except (AlreadyLocked, LockTimeout):
         pass
     notice(
         f"waiting up to {timeout:g} s for {what} {lock.path}, held by "

@@ -408,8 +408,7 @@ def probe_error(reason: Unreachable, listener_pid: int | None = None) -> ProbeEr
             Unreachable.BAD_ANSWER,
             7,
             "sleeping",
-            "the control socket does not answer as an app server (pid 7, sleeping) does: "
-            "control socket /h/s.sock: detail",
+            "app server is not running: control socket /h/s.sock: detail",
         ),
         (
             Unreachable.FAILED,
