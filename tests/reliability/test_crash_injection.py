@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from supervisor.config import PAUSE_ENV
-from tests.conftest import Home, is_gone, wait_for
+from tests.conftest import Home, is_gone, updater_pids, wait_for
 from tests.reliability.invariants import check_home
 
 SETTLE_SECONDS = 15.0
@@ -191,7 +191,7 @@ def test_app_server_killed_at_random_moments(home: Home, rng: random.Random, ful
         assert state.app_server is not None, where
 
 
-def test_updater_killed_at_random_moments_is_replaced_by_bootstrap(
+def test_updater_killed_at_random_moments_is_relaunched_by_the_keeper(
     home: Home, rng: random.Random, full: bool, tmp_path: Path
 ) -> None:
     # A channel whose installer takes a moment and installs nothing new, and a schedule
@@ -203,22 +203,31 @@ def test_updater_killed_at_random_moments_is_replaced_by_bootstrap(
         CODEXD_CHANNEL=str(channel),
         CODEXD_UPDATE_INITIAL_DELAY_SECONDS="0",
         CODEXD_UPDATE_INTERVAL_SECONDS="0.1",
+        CODEXD_WATCHDOG_SECONDS="0.5",
     )
+    assert home.ok("bootstrap")["status"] == "bootstrapped"
     for round_number in range(12 if full else 3):
-        assert home.ok("bootstrap")["status"] == "bootstrapped"
-        updater = check_home(home.path).updater
-        assert updater is not None
+        state = check_home(home.path, busy=True)
+        assert state.updater is not None and state.keeper is not None
         delay = rng.uniform(0.0, 1.0)
         with pytest.raises(psutil.TimeoutExpired):
-            psutil.Process(updater).wait(timeout=delay)  # the random moment
-        os.kill(updater, signal.SIGKILL)
-        wait_for(functools.partial(is_gone, updater), what=f"updater {updater} to die")
-        where = f"round {round_number}: updater killed {delay:.3f} s after bootstrap"
-        state = check_home(home.path)
-        assert state.updater is None, where
-        assert state.app_server is not None, where
-    assert home.ok("bootstrap")["status"] == "bootstrapped"
-    assert check_home(home.path).updater is not None
+            psutil.Process(state.updater).wait(timeout=delay)  # the random moment
+        os.kill(state.updater, signal.SIGKILL)
+        wait_for(functools.partial(is_gone, state.updater), what="the updater to die")
+        where = f"round {round_number}: updater killed {delay:.3f} s after it started"
+
+        def relaunched(killed: int = state.updater) -> bool:
+            # Its title is set and its record names it: the launch is over.
+            pids = updater_pids(home.path)
+            record = home.paths.updater_record
+            return (
+                bool(pids)
+                and pids != [killed]
+                and f'"pid": {pids[0]},' in (record.read_text() if record.exists() else "")
+            )
+
+        wait_for(relaunched, timeout=SETTLE_SECONDS, what=f"a new updater ({where})")
+        assert check_home(home.path, busy=True).keeper == state.keeper, where
 
 
 def test_an_updater_killed_mid_install_leaves_no_installer_behind(

@@ -107,7 +107,7 @@ def test_the_record_of_a_live_server_overwritten_to_name_a_stranger_is_refused(
     message = error_of(home, "stop")
     assert str(home.paths.app_server_record) in message, message
     assert_untouched(bystander)
-    assert home.app_server_pids() == [pid]
+    assert home.keeper_pids() == [pid]
     assert home.ok("version")["appServerVersion"] == "0.1.0"
 
 
@@ -147,7 +147,7 @@ def test_a_read_only_state_dir_fails_clearly_and_changes_nothing(home: Home) -> 
         # `version` takes no lock and writes nothing: it still answers.
         assert home.ok("version")["appServerVersion"] == "0.1.0"
         assert home.paths.settings_file.read_bytes() == SETTINGS_OFF
-        assert home.app_server_pids() == [pid]
+        assert home.keeper_pids() == [pid]
     check_home(home.path)
     assert home.ok("enable-remote-control")["status"] == "enabled"
     check_home(home.path)
