@@ -29,7 +29,7 @@ MAX_CPU_SHARE = 0.2
 
 def start_with_open_file_limit(home: Home, soft: int, hard: int) -> int:
     """`codexd start` under RLIMIT_NOFILE (soft, hard), which the app-server inherits;
-    its pid."""
+    the app-server's pid."""
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
@@ -45,7 +45,8 @@ def start_with_open_file_limit(home: Home, soft: int, hard: int) -> int:
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
-    pid: int = json.loads(completed.stdout)["pid"]
+    assert json.loads(completed.stdout)["status"] == "started"
+    (pid,) = home.app_server_pids()  # the keeper's child, which inherits its limit
     return pid
 
 
