@@ -23,6 +23,7 @@ from typing import Any
 from supervisor.paths import fits_sun_path
 from supervisor.private_dir import (
     PRIVATE_SOCKET_DIR,
+    SOCKET_DIR_PARENT,
     PrivateDirError,
     check_private_dir,
     describe_owner,
@@ -89,11 +90,12 @@ class ProbeInfo:
 def trusted_socket_target(socket_path: Path) -> Path:
     """The path to connect() to for the control socket's public path.
 
-    A symlink (a socket path too long for sun_path) is followed only into a private
-    socket directory of ours whose parent is ours too, as the server made them: after
-    an unclean end the link outlives its directory, and whoever recreates that
-    directory under /tmp would otherwise receive our clients. ProbeError names the
-    directory otherwise."""
+    A symlink (a socket path too long for sun_path) is followed only into a directory
+    of ours with mode 0700 (our /tmp/codexd-<uid>/<tag>, codex's /tmp/codex-daemon-<uid>)
+    whose parent nobody else may rename things in (ours, or root's and sticky like
+    /tmp): after an unclean end the link outlives its directory, and whoever recreates
+    that directory under /tmp would otherwise receive our clients. ProbeError names
+    the directory otherwise."""
     where = f"control socket {socket_path}"
     try:
         if not stat.S_ISLNK(os.lstat(socket_path).st_mode):
@@ -106,8 +108,11 @@ def trusted_socket_target(socket_path: Path) -> Path:
         raise _connect_error(where, error, 0) from error
     where += f" (-> {target})"
     try:
-        for directory in (target.parent.parent, target.parent):
-            if not check_private_dir(directory, PRIVATE_SOCKET_DIR):
+        for directory, rule in (
+            (target.parent.parent, SOCKET_DIR_PARENT),
+            (target.parent, PRIVATE_SOCKET_DIR),
+        ):
+            if not check_private_dir(directory, rule):
                 raise ProbeError(f"{where}: no such file", Unreachable.NOT_LISTENING)
         if stat.S_ISLNK(os.lstat(target).st_mode):
             raise ProbeError(

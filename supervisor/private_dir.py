@@ -45,6 +45,9 @@ class DirRule:
     # Whether `ensure_private_dir` makes missing parents: not for a socket directory,
     # whose parent ($XDG_RUNTIME_DIR, /tmp) is the system's to make.
     create_parents: bool = True
+    # For a directory we only need nobody to rename things in: root may own it, and
+    # others may write to it when the sticky bit keeps them to their own entries (/tmp).
+    shared_ok: bool = False
 
 
 HOME = DirRule(
@@ -76,12 +79,25 @@ PRIVATE_SOCKET_DIR = DirRule(
 )
 
 
+# The directory that holds a private socket directory (or, for codex's own layout, the
+# socket itself): /tmp, /tmp/codexd-<uid>, $XDG_RUNTIME_DIR/codexd. Whoever may rename
+# entries in it could put a directory of theirs where ours was.
+SOCKET_DIR_PARENT = DirRule(
+    "socket directory parent",
+    forbidden_bits=0o022,
+    follow_symlink=True,
+    foreign_fix="have root remove it, or set XDG_RUNTIME_DIR to a private directory of yours",
+    create_parents=False,
+    shared_ok=True,
+)
+
+
 class DirVerdict(Enum):
     PRIVATE = "private"  # a directory of ours with no forbidden bits
     MISSING = "missing"
     LOOSE = "loose"  # ours, with forbidden bits: tightened (ensure) or refused (check)
     NOT_A_DIRECTORY = "notADirectory"
-    SYMLINK = "symlink"  # refused where the rule does not follow symlinks
+    SYMLINK = "symlink"  # one the rule does not follow, or another user's
     FOREIGN = "foreign"  # owned by another user
 
 
@@ -101,9 +117,9 @@ def judge_dir(facts: DirFacts | None, euid: int, rule: DirRule) -> DirVerdict:
         return DirVerdict.SYMLINK
     if not facts.is_directory:
         return DirVerdict.NOT_A_DIRECTORY
-    if facts.owner_uid != euid:
+    if facts.owner_uid != euid and not (rule.shared_ok and facts.owner_uid == 0):
         return DirVerdict.FOREIGN
-    if facts.mode & rule.forbidden_bits:
+    if facts.mode & rule.forbidden_bits and not (rule.shared_ok and facts.mode & stat.S_ISVTX):
         return DirVerdict.LOOSE
     return DirVerdict.PRIVATE
 
@@ -152,7 +168,11 @@ def _facts(path: Path, rule: DirRule) -> DirFacts | None:
     """The directory's facts; None when it does not exist. PrivateDirError naming it
     when it cannot be looked at."""
     try:
-        st = os.stat(path) if rule.follow_symlink else os.lstat(path)
+        st = os.lstat(path)
+        # A symlink is followed only where the rule allows and only when we or root made
+        # it: another user's link could be repointed after our check.
+        if rule.follow_symlink and stat.S_ISLNK(st.st_mode) and st.st_uid in (os.geteuid(), 0):
+            st = os.stat(path)
     except FileNotFoundError:
         return None
     except OSError as error:

@@ -268,6 +268,23 @@ def test_a_symlink_into_a_private_dir_of_ours_is_followed(
         assert probe(link).app_server_version == "0.1.0"
 
 
+def test_codexs_own_layout_under_a_sticky_tmp_is_followed(tmp_path: Path) -> None:
+    # codex binds `/tmp/codex-daemon-<uid>/<hash>` itself: the socket straight in a
+    # private directory whose parent is the sticky, world-writable /tmp.
+    shared = Path(tempfile.mkdtemp(prefix="cxt-", dir="/tmp"))  # short enough to bind in
+    try:
+        shared.chmod(0o1777)
+        private = shared / "codex-daemon-0"
+        private.mkdir(mode=0o700)
+        target = private / ("f" * 32)
+        link = tmp_path / "public.sock"
+        link.symlink_to(target)
+        with fake_server(target, answer_initialize()):
+            assert probe(link).app_server_version == "0.1.0"
+    finally:
+        shutil.rmtree(shared)
+
+
 @pytest.mark.parametrize("which", ["tag", "parent"])
 def test_a_symlink_into_a_loose_dir_is_not_followed(
     private_link: tuple[Path, Path], which: str

@@ -15,6 +15,7 @@ from supervisor.private_dir import (
     HOME,
     PRIVATE_SOCKET_DIR,
     SOCKET_DIR,
+    SOCKET_DIR_PARENT,
     STATE_DIR,
     DirFacts,
     DirRule,
@@ -30,6 +31,7 @@ from tests.conftest import Home
 
 ME = 1000
 SOMEONE_ELSE = 4242
+ROOT = 0
 # A uid no account has: as root, chown to it stands in for another user.
 STRANGER_UID = 4242
 
@@ -67,6 +69,14 @@ SYMLINK = DirFacts(is_directory=False, is_symlink=True, owner_uid=ME, mode=0o777
         (FILE, HOME, DirVerdict.NOT_A_DIRECTORY),
         (directory(0o755), SOCKET_DIR, DirVerdict.PRIVATE),
         (directory(0o777), SOCKET_DIR, DirVerdict.LOOSE),
+        # Above a socket directory: ours or root's, and shared only when sticky (/tmp).
+        (directory(0o700), SOCKET_DIR_PARENT, DirVerdict.PRIVATE),
+        (directory(0o1777, ROOT), SOCKET_DIR_PARENT, DirVerdict.PRIVATE),
+        (directory(0o755, ROOT), SOCKET_DIR_PARENT, DirVerdict.PRIVATE),
+        (directory(0o777, ROOT), SOCKET_DIR_PARENT, DirVerdict.LOOSE),
+        (directory(0o1777, SOMEONE_ELSE), SOCKET_DIR_PARENT, DirVerdict.FOREIGN),
+        (directory(0o700, SOMEONE_ELSE), SOCKET_DIR_PARENT, DirVerdict.FOREIGN),
+        (directory(0o1777, ROOT), PRIVATE_SOCKET_DIR, DirVerdict.FOREIGN),
     ],
 )
 def test_judge_dir(facts: DirFacts | None, rule: DirRule, verdict: DirVerdict) -> None:
@@ -154,6 +164,18 @@ def test_ensure_refuses_a_dir_owned_by_someone_else_and_leaves_it_alone(
     assert "refusing to use it: run codexd as its owner" in message
     assert mode_of(path) == mode
     assert path.stat().st_uid == STRANGER_UID
+
+
+@needs_root
+def test_a_symlink_another_user_made_is_never_followed(tmp_path: Path) -> None:
+    ours = tmp_path / "real-home"
+    ours.mkdir(mode=0o700)
+    link = tmp_path / "home"
+    link.symlink_to(ours)
+    assert check_private_dir(link, HOME) is True  # our own link to our own directory
+    os.lchown(link, STRANGER_UID, STRANGER_UID)
+    with pytest.raises(PrivateDirError, match=f"codex home {link} is a symlink"):
+        check_private_dir(link, HOME)
 
 
 # -- check_private_dir ------------------------------------------------------------------

@@ -121,7 +121,8 @@ def test_json_nested_5000_deep_in_any_state_file_is_never_a_traceback(
 
 
 def test_a_stopped_app_server_is_reported_as_stopped(home: Home) -> None:
-    pid = home.ok("start")["pid"]
+    assert home.ok("start")["status"] == "started"
+    (pid,) = home.app_server_pids()  # the keeper's child: the process that listens
     os.kill(pid, signal.SIGSTOP)
     try:
         wait_for(lambda: Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "T")
@@ -143,8 +144,8 @@ def test_a_command_waiting_for_daemon_lock_names_its_stopped_holder(
     home: Home, tmp_path: Path
 ) -> None:
     marker = tmp_path / "locked"
-    holder = home.spawn("stop", env={PAUSE_ENV: f"locked:{marker}"})
-    wait_for(marker.exists, what="the stop to hold daemon.lock")
+    holder = home.spawn("start", env={PAUSE_ENV: f"locked:{marker}"})
+    wait_for(marker.exists, what="the first start to hold daemon.lock")
     os.kill(holder.pid, signal.SIGSTOP)
     waiter = home.spawn("start")
     line = first_stderr_line(waiter, PROMPT_SECONDS)
@@ -152,7 +153,7 @@ def test_a_command_waiting_for_daemon_lock_names_its_stopped_holder(
         f"codexd: waiting up to 75 s for the daemon operation lock {home.paths.daemon_lock}, "
         f"held by pid {holder.pid} ("
     ), line
-    assert " stop; stopped)" in line, line
+    assert " start; stopped)" in line, line
     holder.kill()
     stdout, stderr = waiter.communicate(timeout=60)
     assert waiter.returncode == 0, stderr
