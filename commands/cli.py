@@ -3,6 +3,8 @@ flat form (`codexd start`)."""
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from commands.app_server import run_app_server
@@ -18,6 +20,7 @@ from commands.stop import stop
 from commands.unpersist import unpersist
 from commands.update_loop import pid_update_loop
 from commands.version import version
+from supervisor.errors import DaemonError
 from supervisor.version import CODEXD_VERSION
 
 KNOWN_FEATURES = ("remote_control",)
@@ -121,4 +124,8 @@ app_server.add_command(proxy)
 
 
 def main() -> None:
-    cli(prog_name="codexd")
+    try:
+        cli(prog_name="codexd")
+    except DaemonError as error:  # one line, never a traceback, from any command
+        click.echo(f"codexd: {error}", err=True)
+        sys.exit(1)

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from supervisor.errors import DaemonError
-from supervisor.paths import HomePaths, resolve_home
+from supervisor.paths import HomePaths
+from supervisor.private_dir import checked_home_paths
 
 if TYPE_CHECKING:
     from supervisor.lifecycle import Daemon
@@ -36,7 +37,7 @@ LIFECYCLE_OPERATIONS: dict[str, Callable[[Daemon], JsonOutput]] = {
 
 
 def home_paths() -> HomePaths:
-    return HomePaths(resolve_home())
+    return checked_home_paths()
 
 
 def run_and_print(operation: Callable[[], JsonOutput]) -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from supervisor import config
-from supervisor.control_socket import ProbeError, ProbeInfo, probe
+from supervisor.control_socket import ProbeError, ProbeInfo, probe, unreachable_message
 from supervisor.decisions import (
     StartAction,
     WorkerState,
@@ -28,7 +29,8 @@ from supervisor.decisions import (
 )
 from supervisor.errors import DaemonError
 from supervisor.faults import pause_point
-from supervisor.locks import FlockLock, LockFailed, LockTimeout
+from supervisor.identity import process_state
+from supervisor.locks import FlockLock, LockFailed, LockTimeout, acquire_naming_holder
 from supervisor.managed import managed_digest, managed_version, require_managed_binary
 from supervisor.output import (
     BootstrapOutput,
@@ -42,7 +44,7 @@ from supervisor.paths import HomePaths, lock_path_for
 from supervisor.pidrecord import PidRecord, read_record, remove_record
 from supervisor.process_handle import ProcessHandle
 from supervisor.settings import Settings, load_settings, save_settings
-from supervisor.statefile import StateFileError, ensure_private_dir
+from supervisor.statefile import StateFileError, prepare_state_dir
 from supervisor.worker_control import (
     KEEPER_EXIT_MARGIN_SECONDS,
     UPDATER_ARGS,
@@ -105,18 +107,17 @@ class Daemon:
     def operation_lock(self, acquire: Callable[[FlockLock], None] | None = None) -> Iterator[None]:
         """Hold daemon.lock. `acquire` replaces the default wait (up to
         LOCK_TIMEOUT_SECONDS), for the updater, which must stay responsive to SIGTERM."""
-        ensure_private_dir(self.paths.state_dir)
+        prepare_state_dir(self.paths)
         lock = FlockLock(self.paths.daemon_lock)
         try:
             if acquire is None:
-                lock.acquire(timeout=config.LOCK_TIMEOUT_SECONDS)
+                acquire_naming_holder(
+                    lock, config.LOCK_TIMEOUT_SECONDS, "the daemon operation lock", _notice
+                )
             else:
                 acquire(lock)
         except LockTimeout as error:
-            raise DaemonError(
-                f"timed out after {config.LOCK_TIMEOUT_SECONDS:g} s waiting for the daemon "
-                f"operation lock {self.paths.daemon_lock}"
-            ) from error
+            raise DaemonError(str(error)) from error
         except LockFailed as error:
             raise DaemonError(str(error)) from error
         try:
@@ -181,7 +182,8 @@ class Daemon:
             if observation is not None and observation.state is WorkerState.FAILED:
                 assert observation.record is not None
                 raise DaemonError(self.failure_message(observation.record)) from error
-            raise DaemonError(f"app server is not running: {error}") from error
+            state = None if error.peer is None else process_state(error.peer.pid)
+            raise DaemonError(unreachable_message(error, state)) from error
         managed = is_managed(self.observe().state) if self.paths.state_dir.is_dir() else False
         return self.lifecycle_output(LifecycleStatus.RUNNING, managed, info)
 
@@ -505,6 +507,10 @@ class Daemon:
             pid=pid,
             app_server_version=None if info is None else info.app_server_version,
         )
+
+
+def _notice(message: str) -> None:
+    print(f"codexd: {message}", file=sys.stderr, flush=True)
 
 
 def _file_size(path: Path) -> int:
