@@ -32,8 +32,13 @@ WORKER_COMMANDS = ("keeper", "pid-update-loop")
 
 def run_worker(command: str) -> int:
     from commands.common import home_paths
+    from supervisor.errors import DaemonError
 
-    home = home_paths().home
+    try:
+        home = home_paths().home
+    except DaemonError as error:  # into the worker's log, and the launch fails
+        print(f"codexd: {error}", file=sys.stderr, flush=True)
+        return 1
     if command == "keeper":
         from workers.keeper import run_keeper
 

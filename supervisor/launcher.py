@@ -29,6 +29,7 @@ from supervisor.identity import current_boot_id, identity_of, start_ticks
 from supervisor.locks import FlockLock
 from supervisor.paths import lock_path_for
 from supervisor.pidrecord import PidRecord, remove_record, write_record
+from supervisor.statefile import StateFileError
 from supervisor.worker_log import timestamp_now
 
 LAUNCH_REPORT_TIMEOUT_SECONDS = 10.0
@@ -175,6 +176,9 @@ def _exec_worker(spec: WorkerSpec, lock: FlockLock, report_fd: int) -> None:  # 
             session_id=os.getsid(0),
         )
         write_record(spec.record_path, record)
+    except StateFileError as error:  # its message names the file already
+        _report(report_fd, f"error {error}")
+        os._exit(1)
     except Exception as error:
         _report(report_fd, f"error cannot write {spec.record_path}: {error}")
         os._exit(1)

@@ -9,7 +9,6 @@ The app-server's record names the keeper (`pid`) and, while one runs, its app-se
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -248,5 +247,9 @@ def write_record(path: Path, record: PidRecord) -> None:
 
 
 def remove_record(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    try:
         os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError as error:  # unlink(2) says EISDIR on Linux
+        raise StateFileError(f"{path} is a directory, not a pid record; remove it") from error

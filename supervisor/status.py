@@ -23,6 +23,7 @@ from supervisor import config
 from supervisor.control_socket import ProbeError, probe
 from supervisor.decisions import WorkerState
 from supervisor.errors import DaemonError
+from supervisor.locks import FlockLock, LockHolder, who_holds
 from supervisor.logs import rotated_numbers, rotated_path, worker_logs
 from supervisor.managed import managed_digest, managed_version
 from supervisor.paths import HomePaths
@@ -315,6 +316,8 @@ class StatusReport:
     previous: ReleaseSection | None
     persistence: str | None  # "systemd", "cron", None: not persisted
     logs: list[LogSection]
+    # Who holds daemon.lock right now (a command at work, or one stopped halfway).
+    operation_holders: list[LockHolder] = field(default_factory=list)
 
     @property
     def hints(self) -> list[Hint]:
@@ -348,6 +351,13 @@ class StatusReport:
             "settings": self.settings.to_json(),
             "persistence": self.persistence,
             "logs": [log.to_json() for log in self.logs],
+            "daemonLock": {
+                "held": bool(self.operation_holders),
+                "holders": [
+                    {"pid": holder.pid, "command": holder.command, "state": holder.state}
+                    for holder in self.operation_holders
+                ],
+            },
             "hints": [hint.to_json() for hint in self.hints],
         }
 
@@ -485,4 +495,13 @@ def gather_status(paths: HomePaths, tools: PersistenceTools | None = None) -> St
         else _release(paths, previous, release_binary(paths, previous)),
         persistence=_persistence(paths, tools),
         logs=[_log(name, path) for name, path in worker_logs(paths).items()],
+        operation_holders=_operation_holders(paths),
     )
+
+
+def _operation_holders(paths: HomePaths) -> list[LockHolder]:
+    try:
+        held = FlockLock(paths.daemon_lock).is_locked()
+    except DaemonError:
+        return []
+    return who_holds(paths.daemon_lock) if held else []

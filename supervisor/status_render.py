@@ -173,6 +173,8 @@ def _app_server_rows(report: StatusReport) -> list[Row]:
     ]
     if report.settings.error is not None:
         rows.append(Row("settings", report.settings.error, Tone.BAD))
+    for holder in report.operation_holders:
+        rows.append(Row("daemon.lock", f"held by {holder.describe()}", Tone.WARN))
     return rows
 
 

@@ -321,3 +321,17 @@ def test_lifecycle_commands_do_not_import_rich() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert completed.returncode == 0, completed.stderr
+
+
+def test_status_names_who_holds_daemon_lock(home: Home, tmp_path: Path) -> None:
+    marker = tmp_path / "paused"
+    cli = home.spawn("start", env={"CODEXD_TEST_PAUSE_AT": f"locked:{marker}"})
+    wait_for(lambda: marker.exists() and marker.read_text().endswith("\n"), what="the pause")
+    output = home.ok("status", "--json")
+    assert output["daemonLock"]["held"] is True
+    [holder] = output["daemonLock"]["holders"]
+    assert holder["pid"] == cli.pid and "start" in holder["command"]
+    assert f"held by pid {cli.pid}" in home.run("status").stdout
+    cli.kill()
+    cli.communicate()
+    assert home.ok("status", "--json")["daemonLock"] == {"held": False, "holders": []}

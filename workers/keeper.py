@@ -29,8 +29,9 @@ from pathlib import Path
 
 from supervisor import config
 from supervisor.decisions import WorkerState
+from supervisor.descriptors import raise_open_file_limit
 from supervisor.faults import pause_point
-from supervisor.paths import HomePaths, connectable_socket_path, lock_path_for
+from supervisor.paths import HomePaths, lock_path_for
 from supervisor.pidrecord import (
     ChildRecord,
     ExitReport,
@@ -586,9 +587,15 @@ def probe_and_report(socket_path: Path, timeout: float, report_fd: int) -> None:
 
 
 def remove_stale_socket(socket_path: Path) -> None:
-    """Remove the socket (and the symlink to it) that a killed app-server left, unless
-    something answers there."""
-    target = connectable_socket_path(socket_path)
+    """Remove the socket (and the symlink to it, and the private directory it was
+    bound in, when empty) that a killed app-server left, unless something answers
+    there. A symlink is followed only into a directory of ours."""
+    from supervisor.control_socket import ProbeError, trusted_socket_target
+
+    try:
+        target = trusted_socket_target(socket_path)
+    except ProbeError:
+        return  # gone already, or not ours to touch
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
         client.settimeout(1.0)
         try:
@@ -602,6 +609,9 @@ def remove_stale_socket(socket_path: Path) -> None:
             mode = os.lstat(path).st_mode
             if stat.S_ISSOCK(mode) or stat.S_ISLNK(mode):
                 os.unlink(path)
+    if target != socket_path:
+        with contextlib.suppress(OSError):
+            target.parent.rmdir()  # only when empty
 
 
 def run_keeper(home: Path) -> int:
@@ -609,6 +619,10 @@ def run_keeper(home: Path) -> int:
     set_title(f"codexd keeper {home}")
     lock = lock_path_for(paths.app_server_record)
     keep_lock_across_exec(lock, keep=False)
+    # Inherited by the app-server: clients holding many connections must not starve it.
+    before, after = raise_open_file_limit()
+    if after != before:
+        log(f"raised the open files limit from {before} to {after}")
     set_child_subreaper(True)
     record = read_record(paths.app_server_record)
     if record is None or record.pid != os.getpid():

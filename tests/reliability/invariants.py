@@ -30,6 +30,7 @@ from supervisor.paths import HomePaths, lock_path_for
 from tests.conftest import command_line, processes_of_home, wait_for
 
 PROBE_TIMEOUT_SECONDS = 2.0
+LOCK_SETTLE_SECONDS = 2.0
 # A process killed a moment ago (and a worker it was launching) needs a moment to go;
 # a keeper whose app-server just died restarts it within its restart delay.
 SETTLE_SECONDS = 15.0
@@ -99,10 +100,16 @@ def _worker(record_path: Path, role: str, procs: list[psutil.Process]) -> int | 
     assert isinstance(start, float | int) and abs(start - process.create_time()) < 0.01, (
         f"{record_path} start time {start} is not {role} {process.pid}'s {process.create_time()}"
     )
-    holders = lock_holders(lock_path_for(record_path))
-    assert holders == [process.pid], (
-        f"{lock_path_for(record_path)} is open in {holders}, not only in {role} {process.pid}"
-    )
+    # A child the worker is forking has the lock open until it closes it or execs: a
+    # moment, which a leaked lock outlasts.
+    lock = lock_path_for(record_path)
+    try:
+        wait_for(lambda: lock_holders(lock) == [process.pid], timeout=LOCK_SETTLE_SECONDS)
+    except AssertionError:
+        holders = lock_holders(lock)
+        raise AssertionError(
+            f"{lock} is open in {holders}, not only in {role} {process.pid}"
+        ) from None
     return process.pid
 
 

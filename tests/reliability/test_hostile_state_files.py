@@ -162,10 +162,6 @@ def test_a_command_waiting_for_daemon_lock_names_its_stopped_holder(
     check_home(home.path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="supervisor/launcher.py prefixes the StateFileError's own 'cannot write X: ' again",
-)
 def test_a_full_state_dir_says_cannot_write_once(home: Home) -> None:
     from tests.reliability.test_hostile_env import mount, umount
 
