@@ -48,7 +48,7 @@ def main(results_json: Path, out: Path) -> None:
     )
     axes.set_ylabel("codexd / codex (log scale; dashed: target)")
     axes.set_title(
-        f"codexd {report['release']} vs codex 0.169.0 (medians; "
+        f"codexd {report['release']} vs codex {report.get('codex_version', '0.169.0')} (medians; "
         "solid: as a user runs codexd, faded: comparison; green met, red not met)",
         fontsize=9,
     )

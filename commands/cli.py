@@ -3,6 +3,8 @@ flat form (`codexd start`)."""
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from commands.app_server import run_app_server
@@ -18,10 +20,12 @@ from commands.stop import stop
 from commands.unpersist import unpersist
 from commands.update_loop import pid_update_loop
 from commands.version import version
+from supervisor.errors import DaemonError
 from supervisor.version import CODEXD_VERSION
 
 KNOWN_FEATURES = ("remote_control",)
-LIFECYCLE_COMMANDS = (
+# Under `app-server daemon` (codex's grammar) and at the top (the flat form).
+DAEMON_COMMANDS = (
     start,
     restart,
     stop,
@@ -43,6 +47,26 @@ def _check_features(
     return value
 
 
+def refuse_features(ctx: click.Context, command: str) -> None:
+    """`--enable` is a flag of the app-server process this invocation runs; the managed
+    app-server is launched later (by start, the updater, a reboot) from the saved
+    setting, so a flag on a lifecycle command would be undone by the next launch."""
+    features = ctx.find_root().params["enable"]
+    if not features:
+        return
+    remedy = (
+        "use `codexd bootstrap --remote-control`"
+        if command == "bootstrap"
+        else "remote control of the managed app-server is a saved setting: run "
+        "`codexd enable-remote-control` (it restarts a running app-server)"
+    )
+    raise click.UsageError(
+        f"--enable {features[0]} applies only to `app-server --listen`, not to "
+        f"`{command}`; {remedy}",
+        ctx,
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(
     CODEXD_VERSION, "--version", "-V", prog_name="codexd", message="%(prog)s %(version)s"
@@ -52,13 +76,17 @@ def _check_features(
     multiple=True,
     metavar="FEATURE",
     callback=_check_features,
-    help="Turn a feature on for the app-server (remote_control).",
+    help="Turn a feature on for `app-server --listen` (remote_control). For the managed "
+    "app-server, use enable-remote-control or bootstrap --remote-control.",
 )
-def cli(enable: tuple[str, ...]) -> None:
+@click.pass_context
+def cli(ctx: click.Context, enable: tuple[str, ...]) -> None:
     """codexd: keeps one app-server per CODEX_HOME running, current and reachable.
 
     Lifecycle commands print exactly one JSON object on stdout and exit 0, or print
-    one message on stderr and exit 1."""
+    one message on stderr and exit 1. Errors in the arguments exit 2."""
+    if ctx.invoked_subcommand not in (None, "app-server"):
+        refuse_features(ctx, ctx.invoked_subcommand)
 
 
 @cli.group("app-server", invoke_without_command=True)
@@ -68,6 +96,8 @@ def cli(enable: tuple[str, ...]) -> None:
 @click.pass_context
 def app_server(ctx: click.Context, listen: str | None) -> None:
     """Run the app-server in the foreground (with --listen), or manage it (daemon ...)."""
+    if ctx.invoked_subcommand == "proxy":
+        refuse_features(ctx, "app-server proxy")
     if ctx.invoked_subcommand is None:
         if listen is None:
             raise click.UsageError("app-server needs --listen unix:// or a subcommand")
@@ -75,11 +105,14 @@ def app_server(ctx: click.Context, listen: str | None) -> None:
 
 
 @app_server.group("daemon")
-def daemon_group() -> None:
+@click.pass_context
+def daemon_group(ctx: click.Context) -> None:
     """Lifecycle commands, as codex spells them."""
+    if ctx.invoked_subcommand is not None:
+        refuse_features(ctx, ctx.invoked_subcommand)
 
 
-for _command in LIFECYCLE_COMMANDS:
+for _command in DAEMON_COMMANDS:
     cli.add_command(_command)
     daemon_group.add_command(_command)
 daemon_group.add_command(pid_update_loop)
@@ -91,4 +124,8 @@ app_server.add_command(proxy)
 
 
 def main() -> None:
-    cli(prog_name="codexd")
+    try:
+        cli(prog_name="codexd")
+    except DaemonError as error:  # one line, never a traceback, from any command
+        click.echo(f"codexd: {error}", err=True)
+        sys.exit(1)

@@ -1,23 +1,43 @@
 """What every lifecycle command shares: resolve the home, run one supervisor call,
-print its JSON object on one line, or one message on stderr and exit 1."""
+print its JSON object on one line, or one message on stderr and exit 1.
+
+`LIFECYCLE_OPERATIONS` is the one table of the commands that take no options: the
+entry point's fast path runs them from it without click, and their click commands
+(start.py, ...) run them from it too. Light to import: the lifecycle is loaded only
+when an operation runs.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from supervisor.errors import DaemonError
-from supervisor.paths import HomePaths, resolve_home
+from supervisor.paths import HomePaths
+from supervisor.private_dir import checked_home_paths
+
+if TYPE_CHECKING:
+    from supervisor.lifecycle import Daemon
 
 
 class JsonOutput(Protocol):
     def to_json(self) -> dict[str, Any]: ...
 
 
+LIFECYCLE_OPERATIONS: dict[str, Callable[[Daemon], JsonOutput]] = {
+    "start": lambda daemon: daemon.start(),
+    "restart": lambda daemon: daemon.restart(),
+    "stop": lambda daemon: daemon.stop(),
+    "version": lambda daemon: daemon.version(),
+    "enable-remote-control": lambda daemon: daemon.set_remote_control(True),
+    "disable-remote-control": lambda daemon: daemon.set_remote_control(False),
+}
+
+
 def home_paths() -> HomePaths:
-    return HomePaths(resolve_home())
+    return checked_home_paths()
 
 
 def run_and_print(operation: Callable[[], JsonOutput]) -> None:
@@ -27,3 +47,11 @@ def run_and_print(operation: Callable[[], JsonOutput]) -> None:
         print(f"codexd: {error}", file=sys.stderr, flush=True)
         sys.exit(1)
     print(json.dumps(output.to_json()), flush=True)
+
+
+def run_lifecycle(command: str) -> None:
+    """Run one of `LIFECYCLE_OPERATIONS` on this home and print its result."""
+    from supervisor.lifecycle import Daemon
+
+    operation = LIFECYCLE_OPERATIONS[command]
+    run_and_print(lambda: operation(Daemon(home_paths())))

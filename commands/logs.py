@@ -28,29 +28,11 @@ def logs(worker: str | None, follow: bool, lines: int) -> None:
     appended, across log rotations, until Ctrl-C or SIGTERM.
 
     Exits 0; 1 when none of the logs exists (without -f, which waits for them)."""
-    # rich costs tens of milliseconds to import: only status and logs pay for it.
-    from rich.console import Console
-    from rich.text import Text
-
-    from supervisor.logs import follow as follow_logs
-    from supervisor.logs import print_tails, worker_logs
+    from supervisor.log_tail import show_logs
+    from supervisor.logs import worker_logs
 
     selected = {
         name: path for name, path in worker_logs(home_paths()).items() if worker in (None, name)
     }
-    console = Console(highlight=False, soft_wrap=True)
-    out = sys.stdout.buffer
-
-    def write_header(text: str) -> None:
-        sys.stdout.flush()
-        console.print(Text(text, style="bold cyan"))
-        console.file.flush()
-
-    def warn(message: str) -> None:
-        click.echo(f"codexd logs: {message}", err=True)
-
-    shown = print_tails(selected, lines, out, write_header, warn)
-    if follow:
-        follow_logs(selected, out, write_header, warn, shown)
-    elif not shown:
+    if not show_logs(selected, lines, follow):
         sys.exit(1)

@@ -1,55 +1,51 @@
 """codexd's entry point.
 
 Remote clients run the lifecycle commands over SSH many times a day, so those take
-a fast path: when the arguments are exactly a lifecycle command (flat or in codex's
-grammar), only the supervisor is imported, not click and the other commands' needs.
-Everything else (options, help, errors in the arguments) goes through click.
+a fast path: when the arguments are exactly one of `LIFECYCLE_OPERATIONS` (flat or
+in codex's grammar), only the supervisor is imported, not click and the other
+commands' needs. Everything else (options, help, errors in the arguments) goes
+through click.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from supervisor.version import CODEXD_VERSION
-
-if TYPE_CHECKING:
-    from commands.common import JsonOutput
-
-LIFECYCLE_COMMANDS = (
-    "start",
-    "restart",
-    "stop",
-    "version",
-    "enable-remote-control",
-    "disable-remote-control",
-)
 
 
 def lifecycle_command(argv: list[str]) -> str | None:
     """The lifecycle command `argv` is exactly, in either grammar; None otherwise."""
-    if len(argv) == 1 and argv[0] in LIFECYCLE_COMMANDS:
+    from commands.common import LIFECYCLE_OPERATIONS
+
+    if len(argv) == 1 and argv[0] in LIFECYCLE_OPERATIONS:
         return argv[0]
-    if len(argv) == 3 and argv[:2] == ["app-server", "daemon"] and argv[2] in LIFECYCLE_COMMANDS:
+    if argv[:2] == ["app-server", "daemon"] and len(argv) == 3 and argv[2] in LIFECYCLE_OPERATIONS:
         return argv[2]
     return None
 
 
-def operation(command: str) -> Callable[[], JsonOutput]:
-    from commands.common import home_paths
-    from supervisor.lifecycle import Daemon
+# The long-lived workers, started detached by the launcher; never through click, whose
+# import would stay in their memory for their whole life.
+WORKER_COMMANDS = ("keeper", "pid-update-loop")
 
-    daemon = Daemon(home_paths())
-    operations: dict[str, Callable[[], JsonOutput]] = {
-        "start": daemon.start,
-        "restart": daemon.restart,
-        "stop": daemon.stop,
-        "version": daemon.version,
-        "enable-remote-control": lambda: daemon.set_remote_control(True),
-        "disable-remote-control": lambda: daemon.set_remote_control(False),
-    }
-    return operations[command]
+
+def run_worker(command: str) -> int:
+    from commands.common import home_paths
+    from supervisor.errors import DaemonError
+
+    try:
+        home = home_paths().home
+    except DaemonError as error:  # into the worker's log, and the launch fails
+        print(f"codexd: {error}", file=sys.stderr, flush=True)
+        return 1
+    if command == "keeper":
+        from workers.keeper import run_keeper
+
+        return run_keeper(home)
+    from workers.updater import run_update_loop
+
+    return run_update_loop(home)
 
 
 def main() -> None:
@@ -57,11 +53,13 @@ def main() -> None:
     if argv == ["--version"]:
         print(f"codexd {CODEXD_VERSION}")
         return
+    if len(argv) == 3 and argv[:2] == ["app-server", "daemon"] and argv[2] in WORKER_COMMANDS:
+        sys.exit(run_worker(argv[2]))
     command = lifecycle_command(argv)
     if command is not None:
-        from commands.common import run_and_print
+        from commands.common import run_lifecycle
 
-        run_and_print(operation(command))
+        run_lifecycle(command)
         return
     from commands.cli import main as click_main
 

@@ -2,8 +2,7 @@
 
 import click
 
-from commands.common import home_paths, run_and_print
-from supervisor.lifecycle import Daemon
+from commands.common import run_lifecycle
 
 
 @click.command("enable-remote-control")
@@ -11,7 +10,7 @@ def enable_remote_control() -> None:
     """Persist remote control on; restart a running app-server so it takes effect.
 
     Prints {"status": "enabled"|"alreadyEnabled", ...}; exits 0, or 1 on failure."""
-    run_and_print(lambda: Daemon(home_paths()).set_remote_control(True))
+    run_lifecycle("enable-remote-control")
 
 
 @click.command("disable-remote-control")
@@ -19,4 +18,4 @@ def disable_remote_control() -> None:
     """Persist remote control off; restart a running app-server so it takes effect.
 
     Prints {"status": "disabled"|"alreadyDisabled", ...}; exits 0, or 1 on failure."""
-    run_and_print(lambda: Daemon(home_paths()).set_remote_control(False))
+    run_lifecycle("disable-remote-control")

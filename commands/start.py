@@ -2,8 +2,7 @@
 
 import click
 
-from commands.common import home_paths, run_and_print
-from supervisor.lifecycle import Daemon
+from commands.common import run_lifecycle
 
 
 @click.command("start")
@@ -12,4 +11,4 @@ def start() -> None:
 
     Prints {"status": "started"|"alreadyRunning", ...}; exits 0, or 1 on failure
     (no managed install, no answer within 10 s: the message quotes the log)."""
-    run_and_print(Daemon(home_paths()).start)
+    run_lifecycle("start")

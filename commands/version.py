@@ -2,8 +2,7 @@
 
 import click
 
-from commands.common import home_paths, run_and_print
-from supervisor.lifecycle import Daemon
+from commands.common import run_lifecycle
 
 
 @click.command("version")
@@ -12,4 +11,4 @@ def version() -> None:
 
     Prints {"status": "running", "appServerVersion": ...}; exits 0, or 1 when
     none answers. Takes no lock."""
-    run_and_print(Daemon(home_paths()).version)
+    run_lifecycle("version")

@@ -13,6 +13,7 @@ from enum import Enum
 class WorkerState(Enum):
     NOT_RUNNING = "notRunning"  # lock free, no record
     STALE = "stale"  # lock free, a record left behind by a dead worker
+    FAILED = "failed"  # lock free, the keeper's record says it gave up (crash loop)
     STARTING = "starting"  # lock held, record not (yet) naming the holder
     RUNNING = "running"  # lock held, record names the live process
     UNREADABLE = "unreadable"  # lock held, record corrupt: a human must look
@@ -25,11 +26,15 @@ class WorkerFacts:
     record_readable: bool
     # The record's pid, start time and boot id match a live process.
     record_process_alive: bool
+    # The record says its keeper gave up; kept, for `status` and `version`, until a start.
+    record_failed: bool = False
 
 
 def classify_worker(facts: WorkerFacts) -> WorkerState:
     if not facts.lock_held:
-        return WorkerState.STALE if facts.record_present else WorkerState.NOT_RUNNING
+        if not facts.record_present:
+            return WorkerState.NOT_RUNNING
+        return WorkerState.FAILED if facts.record_failed else WorkerState.STALE
     if not facts.record_present:
         # The launcher takes the lock before it writes the record.
         return WorkerState.STARTING

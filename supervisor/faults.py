@@ -1,11 +1,15 @@
 """A test-only hook that stops a command at a named point, so a test can SIGKILL it
 there. Unset in normal use; `CODEXD_TEST_PAUSE_AT=<point>:<marker file>` arms it.
 
-Points: `locked` (daemon.lock just taken), `launched` (app-server launched, not yet
-ready), `signalled` (SIGTERM sent to the app-server, exit not yet seen), and
-`staged-<file name>` (a state file's new content written and fsynced beside it, not
-yet renamed over it: `staged-settings.json` in the CLI, `staged-app-server.pid` in
-the detached worker before its exec).
+Points in a command: `locked` (daemon.lock just taken), `launched` (keeper launched,
+its app-server not yet ready), `signalled` (SIGTERM sent to the keeper, exit not yet
+seen), and `staged-<file name>` (a state file's new content written and fsynced beside
+it, not yet renamed over it: `staged-settings.json` in the CLI,
+`staged-app-server.pid` in the detached worker before its exec).
+
+Points in the keeper (the launch passes only these on): `keeper-spawned` (an app-server
+forked, the record not yet naming it), `keeper-terminating` (SIGTERM sent to the
+app-server), `keeper-ending` (SIGTERM sent to what the app-server left behind).
 """
 
 from __future__ import annotations

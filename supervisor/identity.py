@@ -106,3 +106,38 @@ def start_ticks(pid: int) -> int | None:
 def lstart(create_time: float) -> str:
     """A start time as `ps -o lstart=` prints it."""
     return time.strftime("%a %b %e %H:%M:%S %Y", time.localtime(create_time))
+
+
+# What `ps` shows in its STAT column, in words (proc(5)).
+_PROCESS_STATES = {
+    b"R": "running",
+    b"S": "sleeping",
+    b"D": "in uninterruptible wait",
+    b"T": "stopped",
+    b"t": "stopped by a debugger",
+    b"Z": "a zombie",
+    b"I": "idle",
+}
+
+
+def process_state(pid: int) -> str | None:
+    """What the process is doing, in words (`stopped` for a SIGSTOPped one); None when
+    no such process runs."""
+    fields = _proc_stat_fields(pid)
+    if not fields:
+        return None
+    return _PROCESS_STATES.get(fields[0], fields[0].decode(errors="replace"))
+
+
+def command_line(pid: int, limit: int = 120) -> str | None:
+    """The process's command line as one string, cut at `limit` characters; None when
+    it cannot be read (gone, or a kernel thread with none)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            words = cmdline.read().rstrip(b"\0").split(b"\0")
+    except OSError:
+        return None
+    text = " ".join(word.decode(errors="replace") for word in words if word)
+    if not text:
+        return None
+    return text if len(text) <= limit else text[: limit - 3] + "..."

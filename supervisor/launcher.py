@@ -1,9 +1,9 @@
-"""Launch a worker (app-server or updater) as a detached, pid-locked process.
+"""Launch a worker (the keeper or the updater) as a detached, pid-locked process.
 
 The calling process forks; the child enters python-daemon's `DaemonContext`
 (double fork, setsid, umask 077, chdir /, other fds closed, stdout and stderr to
 the worker's log) whose pidfile is the worker's `.pid.lock`. The detached
-process writes the pid record and `execve`s the managed binary, keeping the
+process writes the pid record and `execve`s the worker's command, keeping the
 lock's fd open across the exec: one pid for the worker's whole life, and the
 kernel drops the lock however it dies.
 
@@ -29,6 +29,8 @@ from supervisor.identity import current_boot_id, identity_of, start_ticks
 from supervisor.locks import FlockLock
 from supervisor.paths import lock_path_for
 from supervisor.pidrecord import PidRecord, remove_record, write_record
+from supervisor.statefile import StateFileError
+from supervisor.worker_log import timestamp_now
 
 LAUNCH_REPORT_TIMEOUT_SECONDS = 10.0
 # Signals a worker must start with default dispositions: SIG_IGN survives exec, and
@@ -49,32 +51,45 @@ _RESET_SIGNALS = (
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    name: str  # "app-server" or "updater", for messages
+    name: str  # "keeper" or "updater", for messages
     record_path: Path
     log_path: Path
-    executable: Path  # resolved: what actually runs, even if `current` moves later
+    command: list[str]  # what the detached process executes: argv[0] is a path
+    # The managed binary the worker runs, resolved (what runs even if `current` moves
+    # later), and its content digest: what the updater compares releases by.
+    executable: Path
     executable_digest: str
-    args: list[str]
     env: dict[str, str]
     remote_control_enabled: bool | None = None
     socket_path: str | None = None
 
 
-def launch(spec: WorkerSpec) -> int:
+def launch(
+    spec: WorkerSpec, while_detaching: contextlib.AbstractContextManager[object] | None = None
+) -> int:
     """Start the worker detached; return its pid once it holds its lock and its record
-    is written. Raises DaemonError when the launch fails before the exec."""
+    is written. Raises DaemonError when the launch fails before the exec.
+
+    `while_detaching` is held from the fork until the forked child has exited, which
+    is when the detached process gets its new parent (the keeper, a child subreaper,
+    must not be it)."""
     read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the forked child
-        os.close(read_end)
+    with while_detaching or contextlib.nullcontext():
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the forked child
+            os.close(read_end)
+            try:
+                _become_worker(spec, write_end)  # returns only by raising
+            except BaseException as error:
+                _report(write_end, f"error cannot launch {spec.name}: {error}")
+            os._exit(1)
+        os.close(write_end)
         try:
-            _become_worker(spec, write_end)  # returns only by raising
-        except BaseException as error:
-            _report(write_end, f"error cannot launch {spec.name}: {error}")
-        os._exit(1)
-    os.close(write_end)
+            os.waitpid(child, 0)  # returns at once: DaemonContext's first fork exits
+        except BaseException:
+            os.close(read_end)
+            raise
     try:
-        os.waitpid(child, 0)  # returns at once: DaemonContext's first fork exits
         report = _read_report(read_end, LAUNCH_REPORT_TIMEOUT_SECONDS)
     finally:
         os.close(read_end)
@@ -158,8 +173,12 @@ def _exec_worker(spec: WorkerSpec, lock: FlockLock, report_fd: int) -> None:  # 
             executable_digest=spec.executable_digest,
             remote_control_enabled=spec.remote_control_enabled,
             socket_path=spec.socket_path,
+            session_id=os.getsid(0),
         )
         write_record(spec.record_path, record)
+    except StateFileError as error:  # its message names the file already
+        _report(report_fd, f"error {error}")
+        os._exit(1)
     except Exception as error:
         _report(report_fd, f"error cannot write {spec.record_path}: {error}")
         os._exit(1)
@@ -168,15 +187,16 @@ def _exec_worker(spec: WorkerSpec, lock: FlockLock, report_fd: int) -> None:  # 
     # SSH session) must not kill the worker on the way to its exec.
     _report(report_fd, f"ok {record.pid}")
     print(
-        f"codexd: launching {spec.name} pid {record.pid}: {spec.executable} {' '.join(spec.args)}",
+        f"{timestamp_now()} codexd: launching {spec.name} pid {record.pid}: "
+        f"{' '.join(spec.command)}",
         file=sys.stderr,
         flush=True,
     )
     for signum in _RESET_SIGNALS:
         signal.signal(signum, signal.SIG_DFL)
     try:
-        os.execve(spec.executable, [str(spec.executable), *spec.args], spec.env)
+        os.execve(spec.command[0], spec.command, spec.env)
     except OSError as error:
-        print(f"codexd: cannot execute {spec.executable}: {error}", file=sys.stderr, flush=True)
+        print(f"codexd: cannot execute {spec.command[0]}: {error}", file=sys.stderr, flush=True)
         remove_record(spec.record_path)
         os._exit(127)

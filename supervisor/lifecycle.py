@@ -2,59 +2,71 @@
 
 Every mutating operation runs under `daemon.lock`, taken before the first probe
 so that what it observes cannot change under it; `version` takes no lock.
+
+The app-server runs under a keeper (workers/keeper.py): `app-server.pid` names the
+keeper, and starting or stopping the app-server means launching or stopping its keeper.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from supervisor import config
-from supervisor.config import PAUSE_ENV
-from supervisor.control_socket import ProbeError, ProbeInfo, probe
+from supervisor.control_socket import ProbeError, ProbeInfo, probe, unreachable_message
 from supervisor.decisions import (
     StartAction,
-    StopStep,
+    WorkerState,
     is_managed,
     is_unmanaged_server,
-    next_stop_step,
     remote_control_plan,
     start_action,
 )
 from supervisor.errors import DaemonError
 from supervisor.faults import pause_point
-from supervisor.identity import identity_of
-from supervisor.locks import FlockLock, LockFailed, LockTimeout, lock_holders
+from supervisor.identity import process_state
+from supervisor.locks import FlockLock, LockFailed, LockTimeout, acquire_naming_holder
 from supervisor.managed import managed_digest, managed_version, require_managed_binary
 from supervisor.output import (
     BootstrapOutput,
     LifecycleOutput,
     LifecycleStatus,
     RemoteControlOutput,
+    StopAllOutput,
     UnpersistOutput,
 )
 from supervisor.paths import HomePaths, lock_path_for
-from supervisor.pidrecord import PidRecord, read_record, remove_record, write_record
+from supervisor.pidrecord import PidRecord, read_record, remove_record
 from supervisor.process_handle import ProcessHandle
 from supervisor.settings import Settings, load_settings, save_settings
-from supervisor.statefile import StateFileError, ensure_private_dir
+from supervisor.statefile import StateFileError, prepare_state_dir
+from supervisor.worker_control import (
+    KEEPER_EXIT_MARGIN_SECONDS,
+    UPDATER_ARGS,
+    end_leftovers,
+    is_codexd_release,
+    keeper_command,
+    proven_worker,
+    stop_with_grace,
+    unnamed_holder_message,
+    worker_environment,
+)
 from supervisor.worker_state import Observation, observe_worker
 
 if TYPE_CHECKING:
     from supervisor.persistence import PersistenceTools, PersistResult
 
-UPDATER_ARGS = ("app-server", "daemon", "pid-update-loop")
 UNMANAGED_MESSAGE = "app server is running but is not managed by codexd"
 LOG_TAIL_LINES = 20
 
 
 class AppServerExited(DaemonError):
-    """The app-server exited before it answered."""
+    """The keeper exited before its app-server answered."""
 
 
 class Daemon:
@@ -95,18 +107,17 @@ class Daemon:
     def operation_lock(self, acquire: Callable[[FlockLock], None] | None = None) -> Iterator[None]:
         """Hold daemon.lock. `acquire` replaces the default wait (up to
         LOCK_TIMEOUT_SECONDS), for the updater, which must stay responsive to SIGTERM."""
-        ensure_private_dir(self.paths.state_dir)
+        prepare_state_dir(self.paths)
         lock = FlockLock(self.paths.daemon_lock)
         try:
             if acquire is None:
-                lock.acquire(timeout=config.LOCK_TIMEOUT_SECONDS)
+                acquire_naming_holder(
+                    lock, config.LOCK_TIMEOUT_SECONDS, "the daemon operation lock", _notice
+                )
             else:
                 acquire(lock)
         except LockTimeout as error:
-            raise DaemonError(
-                f"timed out after {config.LOCK_TIMEOUT_SECONDS:g} s waiting for the daemon "
-                f"operation lock {self.paths.daemon_lock}"
-            ) from error
+            raise DaemonError(str(error)) from error
         except LockFailed as error:
             raise DaemonError(str(error)) from error
         try:
@@ -134,6 +145,7 @@ class Daemon:
                 )
             record = self.running_record() if action is StartAction.WAIT_UNTIL_READY else None
             if record is not None:
+                self.hurry_keeper(record)
                 try:
                     info = self.wait_until_ready(record.pid)
                     return self.lifecycle_output(LifecycleStatus.ALREADY_RUNNING, True, info)
@@ -152,6 +164,10 @@ class Daemon:
             return self.lifecycle_output(LifecycleStatus.RESTARTED, True, info, pid)
 
     def stop(self) -> LifecycleOutput:
+        if not self.paths.state_dir.is_dir():
+            # Nothing of ours ever ran here: say so without creating anything.
+            self.refuse_unmanaged()
+            return self.lifecycle_output(LifecycleStatus.NOT_RUNNING, False, None)
         with self.operation_lock():
             self.refuse_unmanaged()
             stopped = self.stop_app_server()
@@ -162,8 +178,13 @@ class Daemon:
         try:
             info = probe(self.paths.socket_path, timeout=config.PROBE_TIMEOUT_SECONDS)
         except ProbeError as error:
-            raise DaemonError(f"app server is not running: {error}") from error
-        managed = is_managed(self.observe().state)
+            observation = self.observe() if self.paths.state_dir.is_dir() else None
+            if observation is not None and observation.state is WorkerState.FAILED:
+                assert observation.record is not None
+                raise DaemonError(self.failure_message(observation.record)) from error
+            state = None if error.peer is None else process_state(error.peer.pid)
+            raise DaemonError(unreachable_message(error, state)) from error
+        managed = is_managed(self.observe().state) if self.paths.state_dir.is_dir() else False
         return self.lifecycle_output(LifecycleStatus.RUNNING, managed, info)
 
     def set_remote_control(self, wanted: bool) -> RemoteControlOutput:
@@ -195,25 +216,37 @@ class Daemon:
             )
 
     def bootstrap(
-        self, remote_control: bool | None, persist_with: PersistenceTools | None = None
+        self,
+        remote_control: bool | None,
+        auto_update: bool | None = None,
+        persist_with: PersistenceTools | None = None,
     ) -> BootstrapOutput:
-        """Persist the setting (None keeps the saved one), (re)start the app-server, then
-        (re)start the updater; with `persist_with`, also come back after a reboot. One
-        hold of daemon.lock for all of it."""
+        """Save the settings (None keeps the saved one), (re)start the app-server, then
+        (re)start the updater unless auto-update is off; with `persist_with`, also come
+        back after a reboot. One hold of daemon.lock for all of it."""
         with self.operation_lock():
-            require_managed_binary(self.paths.managed_binary)
+            managed = require_managed_binary(self.paths.managed_binary)
+            if not is_codexd_release(managed):
+                raise DaemonError(
+                    f"bootstrap needs a managed install made by install.sh, and {managed} "
+                    "is not one (the updater runs from it): run install.sh, then bootstrap"
+                )
             settings = self.load_settings()
             if remote_control is not None:
                 settings = settings.with_remote_control(remote_control)
+            if auto_update is not None:
+                settings = settings.with_auto_update(auto_update)
             self.refuse_unmanaged()
             save_settings(self.paths.settings_file, settings)
             self.stop_app_server()
             _, info = self.launch_app_server(settings)
             self.stop_worker("updater", self.paths.updater_record)
-            self.launch_updater()
+            if settings.auto_update_enabled:
+                self.launch_updater()
             persisted = None if persist_with is None else self.persist(persist_with)
             return BootstrapOutput(
                 remote_control_enabled=settings.remote_control_enabled,
+                auto_update_enabled=settings.auto_update_enabled,
                 managed_codex_path=self.paths.managed_binary,
                 managed_codex_version=self.managed_version(),
                 socket_path=self.paths.socket_path,
@@ -221,6 +254,18 @@ class Daemon:
                 persistence=None if persisted is None else persisted.kind.value,
                 warning=None if persisted is None else persisted.warning,
             )
+
+    def stop_all(self) -> StopAllOutput:
+        """The updater, then the app-server (its keeper); persistence stays. The updater
+        goes first and daemon.lock is held throughout, so neither relaunches the other."""
+        if not self.paths.state_dir.is_dir():
+            self.refuse_unmanaged()
+            return StopAllOutput(app_server_stopped=False, updater_stopped=False)
+        with self.operation_lock():
+            self.refuse_unmanaged()
+            updater = self.stop_worker("updater", self.paths.updater_record)
+            app_server = self.stop_app_server()
+            return StopAllOutput(app_server_stopped=app_server, updater_stopped=updater)
 
     def unpersist(self, tools: PersistenceTools) -> UnpersistOutput:
         """Remove this home's unit and cron line; running processes are left alone."""
@@ -241,28 +286,37 @@ class Daemon:
 
     def refuse_unmanaged(self) -> None:
         # Our own server needs no probe: only a socket we do not account for does.
-        state = self.observe().state
+        state = self.observe().state if self.paths.state_dir.is_dir() else WorkerState.NOT_RUNNING
         if is_managed(state):
             return
         if is_unmanaged_server(state, self.try_probe() is not None):
             raise DaemonError(f"{UNMANAGED_MESSAGE} (socket {self.paths.socket_path})")
 
-    def launch_updater(self) -> int:
-        pid, _ = self.launch_worker(
-            "updater", self.paths.updater_record, self.paths.updater_log, list(UPDATER_ARGS)
+    def launch_updater(
+        self, while_detaching: contextlib.AbstractContextManager[object] | None = None
+    ) -> int:
+        """Launch the updater from the managed binary (it re-executes itself from there
+        after an update). `while_detaching`: see `launcher.launch`."""
+        managed = require_managed_binary(self.paths.managed_binary)
+        return self.launch_worker(
+            "updater",
+            self.paths.updater_record,
+            self.paths.updater_log,
+            [str(managed), *UPDATER_ARGS],
+            while_detaching=while_detaching,
         )
-        return pid
 
     def launch_app_server(self, settings: Settings) -> tuple[int, ProbeInfo]:
-        """Launch the managed binary's app-server and wait until it answers."""
-        args = ["app-server", "--listen", "unix://"]
-        if settings.remote_control_enabled:
-            args = ["--enable", "remote_control", *args]
-        pid, log_offset = self.launch_worker(
-            "app-server",
+        """Launch a keeper for the managed binary's app-server and wait until the
+        app-server answers; the keeper's pid and the answer."""
+        managed = require_managed_binary(self.paths.managed_binary)
+        self.clear_record(self.paths.app_server_record)
+        log_offset = _file_size(self.paths.app_server_log)
+        pid = self.launch_worker(
+            "keeper",
             self.paths.app_server_record,
             self.paths.app_server_log,
-            args,
+            keeper_command(managed),
             remote_control_enabled=settings.remote_control_enabled,
             socket_path=str(self.paths.socket_path),
         )
@@ -274,34 +328,42 @@ class Daemon:
         name: str,
         record_path: Path,
         log_path: Path,
-        args: list[str],
+        command: list[str],
         remote_control_enabled: bool | None = None,
         socket_path: str | None = None,
-    ) -> tuple[int, int]:
-        """Launch a worker from the managed binary; its pid, and where its output starts
-        in its log (for quoting the log if it fails)."""
+        while_detaching: contextlib.AbstractContextManager[object] | None = None,
+    ) -> int:
+        """Launch a detached worker; its pid once it holds its lock."""
         # Imported here: only launching commands need them.
         from supervisor.launcher import WorkerSpec, launch
         from supervisor.logs import rotate_before_launch
 
         executable = require_managed_binary(self.paths.managed_binary)
-        remove_record(record_path)  # stale: its lock is free
+        self.clear_record(record_path)
         rotate_before_launch(log_path)  # nobody writes it now
-        log_offset = _file_size(log_path)
-        pid = launch(
+        return launch(
             WorkerSpec(
                 name=name,
                 record_path=record_path,
                 log_path=log_path,
+                command=command,
                 executable=executable,
                 executable_digest=self.executable_digest(executable),
-                args=args,
                 env=worker_environment(self.paths.home),
                 remote_control_enabled=remote_control_enabled,
                 socket_path=socket_path,
-            )
+            ),
+            while_detaching,
         )
-        return pid, log_offset
+
+    def clear_record(self, record_path: Path) -> None:
+        """Remove the record of a worker that is gone (its lock is free), ending what its
+        session still runs."""
+        with contextlib.suppress(StateFileError):
+            record = read_record(record_path)
+            if record is not None:
+                end_leftovers(record, self.paths.home)
+        remove_record(record_path)
 
     def running_record(self, record_path: Path | None = None) -> PidRecord | None:
         """The record of the worker that holds its lock; None when none does. A worker
@@ -310,68 +372,108 @@ class Daemon:
         deadline = time.monotonic() + config.START_TIMEOUT_SECONDS
         while True:
             observation = observe_worker(record_path)
-            if observation.record is not None or not is_managed(observation.state):
-                return observation.record
+            if observation.live_record is not None or not is_managed(observation.state):
+                return observation.live_record
             if time.monotonic() >= deadline:
                 raise DaemonError(unnamed_holder_message(record_path))
             time.sleep(config.READY_POLL_SECONDS)
 
+    def hurry_keeper(self, record: PidRecord) -> None:
+        """A keeper waiting out a restart delay restarts its app-server now: `start` asks
+        for it to run."""
+        if record.keeper is None or record.keeper.state != "backoff":
+            return
+        if proven_worker(record, lock_path_for(self.paths.app_server_record)):
+            with ProcessHandle(record.pid) as handle:
+                handle.send(signal.SIGHUP)
+
     def wait_until_ready(self, pid: int, log_offset: int | None = None) -> ProbeInfo:
-        """Until the app-server answers `initialize`, it exits, or START_TIMEOUT passes."""
+        """Until the app-server answers `initialize` and its keeper has seen it answer
+        (so a crash from then on is restarted, not a failed start), the keeper exits,
+        or START_TIMEOUT passes."""
         deadline = time.monotonic() + config.START_TIMEOUT_SECONDS
+        info: ProbeInfo | None = None
         with ProcessHandle(pid) as handle:
             while True:
                 remaining = deadline - time.monotonic()
-                try:
-                    info = probe(
-                        self.paths.socket_path,
-                        timeout=max(min(config.PROBE_TIMEOUT_SECONDS, remaining), 0.05),
-                    )
-                except ProbeError as error:
-                    last_error = error
-                else:
-                    self.note_version(pid, info)
-                    return info
+                if info is None:
+                    try:
+                        info = probe(
+                            self.paths.socket_path,
+                            timeout=max(min(config.PROBE_TIMEOUT_SECONDS, remaining), 0.05),
+                        )
+                    except ProbeError as error:
+                        last_error = str(error)
+                if info is not None:
+                    if self.keeper_says_running(pid):
+                        return info
+                    last_error = "it answers, but its keeper has not seen it answer yet"
                 # The wait doubles as the poll interval: an exit ends it at once.
                 exited = handle.wait(min(config.READY_POLL_SECONDS, max(remaining, 0)))
-                if exited or time.monotonic() >= deadline:
-                    what = (
-                        "exited"
-                        if exited
-                        else (f"did not answer within {config.START_TIMEOUT_SECONDS:g} s")
-                    )
-                    raise (AppServerExited if exited else DaemonError)(
-                        f"app-server (pid {pid}) {what} on {self.paths.socket_path}: "
+                if exited:
+                    raise AppServerExited(self.exit_message(pid, log_offset))
+                if time.monotonic() >= deadline:
+                    raise DaemonError(
+                        f"app-server (keeper pid {pid}) did not answer within "
+                        f"{config.START_TIMEOUT_SECONDS:g} s on {self.paths.socket_path}: "
                         f"{last_error}{self.log_tail(log_offset)}"
                     )
 
-    def note_version(self, pid: int, info: ProbeInfo) -> None:
-        """Write the answering version into the app-server's record."""
+    def keeper_says_running(self, keeper: int) -> bool:
+        try:
+            record = read_record(self.paths.app_server_record)
+        except StateFileError:
+            return False
+        return (
+            record is not None
+            and record.pid == keeper
+            and (record.keeper is None or record.keeper.state == "running")
+        )
+
+    def exit_message(self, keeper: int, log_offset: int | None) -> str:
+        """Why a keeper ended before its app-server answered, from the record it left."""
         with contextlib.suppress(StateFileError):
             record = read_record(self.paths.app_server_record)
-            if (
-                record is not None
-                and record.pid == pid
-                and record.version != info.app_server_version
-            ):
-                write_record(
-                    self.paths.app_server_record, record.with_version(info.app_server_version)
-                )
+            if record is not None and record.pid == keeper and record.failed:
+                return self.failure_message(record, log_offset)
+        return (
+            f"app-server (keeper pid {keeper}) exited before it answered on "
+            f"{self.paths.socket_path}{self.log_tail(log_offset)}"
+        )
+
+    def failure_message(self, record: PidRecord, log_offset: int | None = None) -> str:
+        keeper = record.keeper
+        exits = "; ".join(
+            f"{report.description} at {report.at}"
+            for report in (keeper.failed_exits if keeper else ())
+        )
+        reason = (keeper.failure if keeper else None) or "it did not start"
+        detail = f" (exits: {exits})" if exits else ""
+        where = self.log_tail(log_offset) if log_offset is not None else ""
+        return (
+            f"app-server failed: {reason}{detail}; see {self.paths.app_server_log}, "
+            f"then run start{where}"
+        )
 
     def stop_app_server(self) -> bool:
-        """Stop the managed app-server, if one runs; False when none did."""
+        """Stop the managed app-server (its keeper), if one runs; False when none did."""
         return self.stop_worker("app-server", self.paths.app_server_record)
 
     def stop_worker(self, name: str, record_path: Path) -> bool:
         """Stop a worker, if one runs; False when none did. Clears a stale record (its
-        worker is dead) without signalling anyone."""
+        worker is dead) and what its session left, signalling nobody else."""
         grace = config.stop_grace_seconds()
+        if record_path == self.paths.app_server_record:
+            # The keeper spends the grace window on its app-server, then ends the rest.
+            grace += KEEPER_EXIT_MARGIN_SECONDS
         record = self.running_record(record_path)
         if record is None:
-            remove_record(record_path)  # a dead worker's, if any: its lock is free
+            observation = observe_worker(record_path)
+            if observation.state is not WorkerState.FAILED:
+                self.clear_record(record_path)
             return False
-        stop_with_grace(name, record, grace)
-        remove_record(record_path)
+        stop_with_grace(name, record, record_path, grace)
+        self.clear_record(record_path)
         return True
 
     def log_tail(self, offset: int | None) -> str:
@@ -407,49 +509,8 @@ class Daemon:
         )
 
 
-def stop_with_grace(name: str, record: PidRecord, grace_seconds: float) -> None:
-    """SIGTERM, the grace window, SIGKILL, then an error if it still lives.
-
-    The process is signalled only when its start time and boot id match the record:
-    a pid reused by an unrelated process is never touched."""
-    with ProcessHandle(record.pid) as handle:
-        live = identity_of(record.pid)
-        if live is None or not live.same_process(record.identity):
-            return  # already gone
-        handle.send(signal.SIGTERM)
-        pause_point("signalled")
-        killed = False
-        wait = grace_seconds
-        while True:
-            step = next_stop_step(handle.wait(wait), killed)
-            if step is StopStep.DONE:
-                return
-            if step is StopStep.GIVE_UP:
-                raise DaemonError(
-                    f"{name} (pid {record.pid}) is still alive {config.KILL_WAIT_SECONDS:g} s "
-                    "after SIGKILL"
-                )
-            handle.send(signal.SIGKILL)
-            killed, wait = True, config.KILL_WAIT_SECONDS
-
-
-def unnamed_holder_message(record_path: Path) -> str:
-    """Why a held lock has no live worker to show for it, naming who holds it: most
-    likely a child the worker started, which inherited the lock's fd and outlived it."""
-    lock = lock_path_for(record_path)
-    holders = ", ".join(str(pid) for pid in lock_holders(lock)) or "an unknown process"
-    return (
-        f"{lock} is held (pid {holders}) but {record_path} names no live worker: a "
-        "worker that never finished starting, or a child of a dead worker that kept the "
-        "lock; stop that process to continue"
-    )
-
-
-def worker_environment(home: Path) -> dict[str, str]:
-    """The CLI's environment, pinned to this home, without test hooks."""
-    env = {key: value for key, value in os.environ.items() if key != PAUSE_ENV}
-    env["CODEX_HOME"] = str(home)
-    return env
+def _notice(message: str) -> None:
+    print(f"codexd: {message}", file=sys.stderr, flush=True)
 
 
 def _file_size(path: Path) -> int:

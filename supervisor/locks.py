@@ -14,15 +14,22 @@ import errno
 import fcntl
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from lockfile import AlreadyLocked, LockFailed, LockTimeout, NotLocked, NotMyLock
 
+from supervisor.errors import DaemonError
+from supervisor.identity import command_line, process_state
+from supervisor.private_dir import describe_owner
+
 __all__ = [
     "AlreadyLocked",
     "FlockLock",
     "LockFailed",
+    "LockFileError",
     "LockTimeout",
     "NotLocked",
     "NotMyLock",
@@ -30,11 +37,22 @@ __all__ = [
 
 LOCK_RETRY_SECONDS = 0.01
 PROBE_PATIENCE_SECONDS = 0.05
+PROC_LOCKS = Path("/proc/locks")
+# A wait this short is routine (another command finishing) and not worth a line.
+QUIET_WAIT_SECONDS = 0.5
 
 
-def _reason(error: OSError) -> str:
+class LockFileError(LockFailed, DaemonError):  # type: ignore[misc] # lockfile is untyped
+    """A lock file that cannot be opened; the message names it (and its owner when
+    we may not open it). A DaemonError too, so a command shows it as one line."""
+
+
+def _reason(path: Path, error: OSError) -> str:
     if error.errno == errno.ELOOP:
         return "it is a symlink; refusing to follow it (remove it)"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        # Typically left by `sudo codexd ...` in a user's home.
+        return f"permission denied ({describe_owner(path)}); run codexd as its owner"
     return error.strerror or str(error)
 
 
@@ -71,6 +89,91 @@ def lock_holders(path: Path) -> list[int]:
     return sorted(holders)
 
 
+def _has_open(pid: int, target: os.stat_result) -> bool:
+    with contextlib.suppress(OSError):
+        for fd in os.scandir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                opened = os.stat(fd.path)
+                if (opened.st_dev, opened.st_ino) == (target.st_dev, target.st_ino):
+                    return True
+    return False
+
+
+def _flock_owner_pids(inode: int) -> list[int]:
+    """The pids /proc/locks names for the granted flocks on `inode`; waiters (lines
+    with `->`) are left out."""
+    try:
+        text = PROC_LOCKS.read_text()
+    except OSError:
+        return []
+    pids = []
+    for line in text.splitlines():
+        fields = line.split()  # `1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF`
+        if len(fields) < 6 or fields[1] != "FLOCK":
+            continue
+        with contextlib.suppress(ValueError, IndexError):
+            if int(fields[5].rsplit(":", 1)[1]) == inode:
+                pids.append(int(fields[4]))
+    return pids
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """A process that holds (or may hold) a lock, as a message shows it."""
+
+    pid: int
+    command: str | None
+    state: str | None  # `sleeping`, `stopped`, ... (identity.process_state)
+
+    def describe(self) -> str:
+        return f"pid {self.pid} ({self.command or 'command unknown'}; {self.state or 'gone'})"
+
+
+def who_holds(path: Path) -> list[LockHolder]:
+    """Who holds the flock on `path`, for messages: the process /proc/locks names when
+    it still has the file open, else every process that has it open (a lock passed on
+    through fork or exec may keep a departed owner's pid in /proc/locks)."""
+    try:
+        target = os.stat(path)
+    except OSError:
+        return []
+    pids = [pid for pid in _flock_owner_pids(target.st_ino) if _has_open(pid, target)]
+    if not pids:
+        pids = lock_holders(path)
+    return [LockHolder(pid, command_line(pid), process_state(pid)) for pid in dict.fromkeys(pids)]
+
+
+def describe_who_holds(path: Path) -> str:
+    """`pid 123 (codexd stop; stopped)`, or `an unknown process`."""
+    return ", ".join(holder.describe() for holder in who_holds(path)) or "an unknown process"
+
+
+def acquire_naming_holder(
+    lock: FlockLock, timeout: float, what: str, notice: Callable[[str], None]
+) -> None:
+    """`lock.acquire(timeout)`, except that a busy lock is explained: once through
+    `notice` when the wait starts (after QUIET_WAIT_SECONDS), and again in the
+    LockTimeout, each naming the holder, so nobody waits in silence behind a stopped
+    process."""
+    started = time.monotonic()
+    try:
+        lock.acquire(timeout=min(QUIET_WAIT_SECONDS, timeout))
+        return
+    except (AlreadyLocked, LockTimeout):
+        pass
+    notice(
+        f"waiting up to {timeout:g} s for {what} {lock.path}, held by "
+        f"{describe_who_holds(lock.path)}"
+    )
+    try:
+        lock.acquire(timeout=max(timeout - (time.monotonic() - started), LOCK_RETRY_SECONDS))
+    except LockTimeout as error:
+        raise LockTimeout(
+            f"timed out after {timeout:g} s waiting for {what} {lock.path}, held by "
+            f"{describe_who_holds(lock.path)}"
+        ) from error
+
+
 class FlockLock:
     """An exclusive `flock` on `path`, created 0600 if missing."""
 
@@ -88,7 +191,9 @@ class FlockLock:
         try:
             return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         except OSError as error:
-            raise LockFailed(f"cannot open lock file {self.path}: {_reason(error)}") from error
+            raise LockFileError(
+                f"cannot open lock file {self.path}: {_reason(self.path, error)}"
+            ) from error
 
     def acquire(self, timeout: float | None = None) -> None:
         """Block until locked. `timeout` None waits forever, <= 0 tries briefly
@@ -130,7 +235,8 @@ class FlockLock:
         if self.fd is not None:
             return True
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            # O_NONBLOCK: a FIFO planted in its place must not hang the probe.
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             return False
         except OSError as error:
@@ -138,7 +244,9 @@ class FlockLock:
                 # A symlink: none of our workers can hold it (they never follow one),
                 # and taking it fails with a message that names it.
                 return False
-            raise
+            raise LockFileError(
+                f"cannot open lock file {self.path}: {_reason(self.path, error)}"
+            ) from error
         try:
             # Shared: two probes never see each other as the holder.
             return not _try_flock(fd, fcntl.LOCK_SH)

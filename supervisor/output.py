@@ -75,6 +75,7 @@ class RemoteControlOutput:
 @dataclass(frozen=True)
 class BootstrapOutput:
     remote_control_enabled: bool
+    auto_update_enabled: bool
     managed_codex_path: Path
     managed_codex_version: str | None
     socket_path: Path
@@ -87,7 +88,7 @@ class BootstrapOutput:
         return {
             "status": "bootstrapped",
             "backend": BACKEND_PID,
-            "autoUpdateEnabled": True,
+            "autoUpdateEnabled": self.auto_update_enabled,
             "remoteControlEnabled": self.remote_control_enabled,
             "managedCodexPath": str(self.managed_codex_path),
             "managedCodexVersion": self.managed_codex_version,
@@ -105,3 +106,25 @@ class UnpersistOutput:
     def to_json(self) -> dict[str, Any]:
         status = "unpersisted" if self.removed else "notPersisted"
         return {"status": status, "removed": self.removed}
+
+
+@dataclass(frozen=True)
+class StopAllOutput:
+    """`stop --all`: the app-server and the updater."""
+
+    app_server_stopped: bool
+    updater_stopped: bool
+
+    def to_json(self) -> dict[str, Any]:
+        stopped = self.app_server_stopped or self.updater_stopped
+        return {
+            "status": _stopped(stopped),
+            "appServer": _stopped(self.app_server_stopped),
+            "updater": _stopped(self.updater_stopped),
+            "cliVersion": CODEXD_VERSION,
+        }
+
+
+def _stopped(stopped: bool) -> str:
+    status = LifecycleStatus.STOPPED if stopped else LifecycleStatus.NOT_RUNNING
+    return status.value

@@ -72,6 +72,21 @@ class HomePaths:
     def updater_log(self) -> Path:
         return self.state_dir / "app-server-updater.log"
 
+    def state_files(self) -> list[Path]:
+        """Every file codexd reads or replaces in the state dir."""
+        records = [self.app_server_record, self.updater_record]
+        return [
+            *records,
+            *(lock_path_for(record) for record in records),
+            self.settings_file,
+            self.managed_binary_cache,
+            self.daemon_lock,
+            self.updater_installer_record,
+            self.updater_last_pass,
+            self.app_server_log,
+            self.updater_log,
+        ]
+
     @property
     def standalone_dir(self) -> Path:
         return self.home / "packages" / "standalone"
@@ -113,8 +128,9 @@ def private_socket_dir(socket_path: Path, uid: int, runtime_dir: str | None) -> 
 
 
 def connectable_socket_path(socket_path: Path) -> Path:
-    """The path a client passes to connect(): the symlink's target when the public path
-    is too long for sun_path."""
+    """Where the public path leads: the symlink's target when it is too long for
+    sun_path. Path arithmetic only, for tests and messages: a client connects through
+    `control_socket.connect_control_socket`, which first checks where the link leads."""
     if fits_sun_path(socket_path):
         return socket_path
     try:

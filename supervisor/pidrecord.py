@@ -2,11 +2,13 @@
 
 The record says who; the `.pid.lock` beside it says whether: the worker holds
 that lock for its whole life, so locked = alive, whatever the record says.
+
+The app-server's record names the keeper (`pid`) and, while one runs, its app-server
+(`appServerPid`), with the keeper's published state under `keeper`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,6 +31,12 @@ class PidRecord:
     version: str | None = None
     # codex's own identity check: field 22 of /proc/<pid>/stat.
     start_ticks: int | None = None
+    # The session the worker leads its processes in: what a dead keeper left behind
+    # is found by it.
+    session_id: int | None = None
+    # The keeper's app-server, while one runs.
+    app_server: ChildRecord | None = None
+    keeper: KeeperReport | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -37,6 +45,11 @@ class PidRecord:
 
     def with_version(self, version: str) -> PidRecord:
         return replace(self, version=version)
+
+    @property
+    def failed(self) -> bool:
+        """The keeper gave up (crash loop): the record stays to say why."""
+        return self.keeper is not None and self.keeper.state == FAILED_STATE
 
     def to_json(self) -> dict[str, Any]:
         value: dict[str, Any] = {
@@ -59,7 +72,115 @@ class PidRecord:
         value.update({key: item for key, item in optional.items() if item is not None})
         if self.start_ticks is not None:
             value["processIdentity"] = {"bootId": self.boot_id, "startTicks": self.start_ticks}
+        if self.session_id is not None:
+            value["sessionId"] = self.session_id
+        if self.app_server is not None:
+            value.update(self.app_server.to_json())
+        if self.keeper is not None:
+            value["keeper"] = self.keeper.to_json()
         return value
+
+
+@dataclass(frozen=True)
+class ChildRecord:
+    """The app-server a keeper runs: enough to recognise it, never to signal it (only
+    its keeper does that)."""
+
+    pid: int
+    start_time: float
+    start_ticks: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        value: dict[str, Any] = {
+            "appServerPid": self.pid,
+            "appServerStartSeconds": self.start_time,
+        }
+        if self.start_ticks is not None:
+            value["appServerStartTicks"] = self.start_ticks
+        return value
+
+
+def child_from_json(value: dict[str, Any]) -> ChildRecord | None:
+    pid, start = value.get("appServerPid"), value.get("appServerStartSeconds")
+    ticks = value.get("appServerStartTicks")
+    if type(pid) is not int or pid <= 0 or not isinstance(start, (int, float)):
+        return None
+    if isinstance(start, bool):
+        return None
+    return ChildRecord(pid, float(start), ticks if type(ticks) is int else None)
+
+
+FAILED_STATE = "failed"
+
+
+@dataclass(frozen=True)
+class ExitReport:
+    """One end of an app-server, as the keeper saw it."""
+
+    at: str  # ISO 8601, UTC
+    description: str  # "exit status 3", "killed by SIGSEGV"
+    reason: str  # crashed, unresponsive, killedByPerson, replaced, stopped
+
+    def to_json(self) -> dict[str, Any]:
+        return {"at": self.at, "description": self.description, "reason": self.reason}
+
+
+def exit_from_json(value: object) -> ExitReport | None:
+    if not isinstance(value, dict):
+        return None
+    at, description, reason = value.get("at"), value.get("description"), value.get("reason")
+    if not (isinstance(at, str) and isinstance(description, str) and isinstance(reason, str)):
+        return None
+    return ExitReport(at, description, reason)
+
+
+@dataclass(frozen=True)
+class KeeperReport:
+    """What the keeper publishes about its app-server, for `status` and `version`."""
+
+    state: str  # supervision.KeeperState's value
+    since: str  # when it entered that state, ISO 8601
+    restarts: int = 0
+    last_exit: ExitReport | None = None
+    # Why it gave up, and the exits that made it, when state is "failed".
+    failure: str | None = None
+    failed_exits: tuple[ExitReport, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        value: dict[str, Any] = {
+            "state": self.state,
+            "since": self.since,
+            "restarts": self.restarts,
+            "lastExit": None if self.last_exit is None else self.last_exit.to_json(),
+        }
+        if self.failure is not None:
+            value["failure"] = self.failure
+            value["failedExits"] = [report.to_json() for report in self.failed_exits]
+        return value
+
+
+def keeper_from_json(value: object) -> KeeperReport | None:
+    if not isinstance(value, dict):
+        return None
+    state, since, restarts = value.get("state"), value.get("since"), value.get("restarts", 0)
+    if not (isinstance(state, str) and isinstance(since, str)) or type(restarts) is not int:
+        return None
+    failure = value.get("failure")
+    exits = value.get("failedExits")
+    return KeeperReport(
+        state=state,
+        since=since,
+        restarts=restarts,
+        last_exit=exit_from_json(value.get("lastExit")),
+        failure=failure if isinstance(failure, str) else None,
+        failed_exits=tuple(
+            report
+            for report in (exit_from_json(item) for item in (exits or []))
+            if report is not None
+        )
+        if isinstance(exits, list)
+        else (),
+    )
 
 
 _REQUIRED: dict[str, type | tuple[type, ...]] = {
@@ -76,6 +197,11 @@ _KNOWN = {
     "remoteControlEnabled",
     "socketPath",
     "version",
+    "sessionId",
+    "appServerPid",
+    "appServerStartSeconds",
+    "appServerStartTicks",
+    "keeper",
 }
 
 
@@ -92,6 +218,7 @@ def record_from_json(path: Path, value: dict[str, Any]) -> PidRecord:
     identity = value.get("processIdentity")
     ticks = identity.get("startTicks") if isinstance(identity, dict) else None
     remote = value.get("remoteControlEnabled")
+    session = value.get("sessionId")
     return PidRecord(
         pid=value["pid"],
         process_start_time=float(seconds),
@@ -102,6 +229,9 @@ def record_from_json(path: Path, value: dict[str, Any]) -> PidRecord:
         remote_control_enabled=remote if isinstance(remote, bool) else None,
         socket_path=value.get("socketPath") if isinstance(value.get("socketPath"), str) else None,
         version=value.get("version") if isinstance(value.get("version"), str) else None,
+        session_id=session if type(session) is int and session > 0 else None,
+        app_server=child_from_json(value),
+        keeper=keeper_from_json(value.get("keeper")),
         extra={key: item for key, item in value.items() if key not in _KNOWN},
     )
 
@@ -117,5 +247,9 @@ def write_record(path: Path, record: PidRecord) -> None:
 
 
 def remove_record(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    try:
         os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError as error:  # unlink(2) says EISDIR on Linux
+        raise StateFileError(f"{path} is a directory, not a pid record; remove it") from error

@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from supervisor.errors import DaemonError
-from supervisor.paths import connectable_socket_path, fits_sun_path
 
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
@@ -69,37 +69,44 @@ def line_from_frame(frame: str) -> bytes:
 
 
 def connect(socket_path: Path) -> ClientConnection:
-    """A WebSocket connection to the control socket, or ProxyError naming the socket."""
+    """A WebSocket connection to the control socket, or ProxyError naming the socket.
+
+    The socket is opened as the probe opens it (`connect_control_socket`: a symlink
+    followed only into a private directory of ours, a listener running as us), so the
+    messages we copy never reach someone else's server."""
     # Imported here, as in control_socket: websockets is slow to import.
     from websockets.exceptions import InvalidHandshake, InvalidURI
-    from websockets.sync.client import unix_connect
+    from websockets.sync.client import connect as websocket_connect
 
-    target = connectable_socket_path(socket_path)
-    where = f"control socket {socket_path}" + (f" (-> {target})" if target != socket_path else "")
-    if not fits_sun_path(target):
-        # Too long for connect(), and no symlink to a short path: nothing serves it.
-        reason = "no such file" if not target.exists() else "path too long for a Unix socket"
-        raise ProxyError(f"no app-server is listening on {where}: {reason}")
+    from supervisor.control_socket import ProbeError, Unreachable, connect_control_socket
+
     try:
-        return unix_connect(
-            str(target),
-            uri="ws://localhost/",
+        sock, _ = connect_control_socket(socket_path, time.monotonic() + CONNECT_TIMEOUT_SECONDS)
+    except ProbeError as error:
+        if error.reason is Unreachable.NOT_LISTENING:
+            raise ProxyError(f"no app-server is listening on {error}") from error
+        raise ProxyError(f"cannot connect to {error}") from error
+    where = f"control socket {socket_path}"
+    try:
+        sock.settimeout(None)  # the handshake's limit is open_timeout
+        return websocket_connect(
+            "ws://localhost/",
+            sock=sock,
             open_timeout=CONNECT_TIMEOUT_SECONDS,
             close_timeout=CLOSE_TIMEOUT_SECONDS,
             ping_interval=None,
             max_size=None,  # the server's messages (thread histories) can be large
         )
-    except FileNotFoundError as error:
-        raise ProxyError(f"no app-server is listening on {where}: no such file") from error
-    except ConnectionRefusedError as error:
-        raise ProxyError(f"no app-server is listening on {where}: connection refused") from error
     except TimeoutError as error:
+        sock.close()
         raise ProxyError(
             f"{where} did not answer the WebSocket handshake within {CONNECT_TIMEOUT_SECONDS:g} s"
         ) from error
     except (InvalidHandshake, InvalidURI) as error:
+        sock.close()
         raise ProxyError(f"{where} did not answer the WebSocket handshake: {error}") from error
     except OSError as error:
+        sock.close()
         raise ProxyError(f"cannot connect to {where}: {error.strerror or error}") from error
 
 

@@ -1,9 +1,10 @@
 """`codexd status`: everything about one home, gathered without a lock and without
 failing because nothing runs.
 
-`gather_status` reads the facts; the pure functions below judge them (a pass's
-outcome, when the next pass is due, which release a binary is); `status_sections`
-lays the report out for people, and `StatusReport.to_json` for programs.
+`gather_status` reads the facts into one small frozen dataclass per section; the
+pure functions judge them (a pass's outcome, when the next pass is due, which
+release a binary is, what the user should do next); `StatusReport.to_json` is the
+report for programs, `status_render.py` lays it out for people.
 """
 
 from __future__ import annotations
@@ -22,22 +23,27 @@ from supervisor import config
 from supervisor.control_socket import ProbeError, probe
 from supervisor.decisions import WorkerState
 from supervisor.errors import DaemonError
+from supervisor.locks import FlockLock, LockHolder, who_holds
 from supervisor.logs import rotated_numbers, rotated_path, worker_logs
 from supervisor.managed import managed_digest, managed_version
 from supervisor.paths import HomePaths
 from supervisor.persistence import PersistenceTools, persisted_kind
-from supervisor.pidrecord import PidRecord
+from supervisor.pidrecord import ChildRecord, KeeperReport, PidRecord
+from supervisor.procfs import descendants
 from supervisor.settings import load_settings
 from supervisor.standalone import current_release, previous_release, release_binary
 from supervisor.statefile import StateFileError, read_json_object
+from supervisor.status_hints import Hint, HintFacts, status_hints
+from supervisor.timestamps import UTC, parse_timestamp, timestamp
 from supervisor.version import CODEXD_VERSION
 from supervisor.worker_state import observe_worker
 
 STATUS_PROBE_TIMEOUT_SECONDS = 1.0
 # install.sh names a release `<version>-<first 12 hex digits of its digest>`.
 _RELEASE_NAME = re.compile(r"(?P<version>.+)-[0-9a-f]{12}")
-
-UTC = datetime.timezone.utc
+# What `status --json` says for an app-server codexd did not start (no WorkerState:
+# the lifecycle never acts on one, it refuses).
+UNMANAGED = "unmanaged"
 
 
 class PassOutcome(Enum):
@@ -57,20 +63,6 @@ class NextPassSource(Enum):
 # -- pure judgements -----------------------------------------------------------------
 
 
-def parse_timestamp(value: object) -> datetime.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def timestamp(moment: datetime.datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat(timespec="seconds")
-
-
 def pass_outcome(last_pass: dict[str, Any] | None) -> PassOutcome:
     if last_pass is None:
         return PassOutcome.NO_PASS_YET
@@ -83,21 +75,6 @@ def pass_outcome(last_pass: dict[str, Any] | None) -> PassOutcome:
     if last_pass.get("appServer") == "restarted" or last_pass.get("reexec"):
         return PassOutcome.UPDATED
     return PassOutcome.UP_TO_DATE
-
-
-def pass_summary(last_pass: dict[str, Any] | None) -> str:
-    """One line for people: the outcome and the detail that explains it."""
-    outcome = pass_outcome(last_pass)
-    if last_pass is None:
-        return outcome.value
-    if outcome is PassOutcome.FAILED:
-        return f"{outcome.value}: {last_pass.get('error')}"
-    if outcome is PassOutcome.INSTALLER_FAILED:
-        return f"{outcome.value}: installer {last_pass.get('installer')}"
-    detail = f"app-server {last_pass.get('appServer')}"
-    if last_pass.get("reexec"):
-        detail += ", updater re-executed"
-    return f"{outcome.value} ({detail})"
 
 
 def next_pass_at(
@@ -137,58 +114,29 @@ def version_of_release(release: str | None) -> str | None:
     return None if match is None else match["version"]
 
 
-def format_duration(seconds: float) -> str:
-    """`3d 4h`, `2h 5m`, `7m 3s`, `42s`: the two largest units."""
-    seconds = max(0, int(seconds))
-    units = [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)]
-    parts: list[str] = []
-    for name, size in units:
-        count, seconds = divmod(seconds, size)
-        if count or parts:
-            parts.append(f"{count}{name}")
-        if len(parts) == 2:
-            break
-    return " ".join(parts) or "0s"
+def keeper_status(state: str) -> str:
+    """`appServer.status` while a keeper runs: its own state, the first start shown as
+    `starting` too."""
+    return "starting" if state == "launching" else state
 
 
-def format_relative(moment: datetime.datetime | None, now: datetime.datetime) -> str:
-    if moment is None:
-        return "-"
-    delta = (moment - now).total_seconds()
-    when = moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-    if abs(delta) < 1:
-        return f"{when} (now)"
-    if delta > 0:
-        return f"{when} (in {format_duration(delta)})"
-    return f"{when} ({format_duration(-delta)} ago)"
+def is_unmanaged(state: WorkerState, answering: bool) -> bool:
+    """Something answers on the socket while no app-server of ours holds its lock. A
+    held lock with an unreadable record is ours: it is reported as unreadable."""
+    return answering and state in (WorkerState.NOT_RUNNING, WorkerState.STALE)
 
 
-def format_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-# -- the report --------------------------------------------------------------------
-
-
-class WorkerStatus(Enum):
-    RUNNING = "running"
-    STARTING = "starting"
-    NOT_RUNNING = "notRunning"
-    STALE = "stale"  # a record left by a dead worker; the next command clears it
-    UNMANAGED = "unmanaged"  # something answers on the socket that codexd did not start
-    UNREADABLE = "unreadable"
+# -- the report: one frozen dataclass per section --------------------------------------
 
 
 @dataclass(frozen=True)
-class WorkerReport:
-    status: WorkerStatus
-    record: PidRecord | None = None
-    error: str | None = None
+class WorkerSection:
+    """What the app-server and the updater have in common: the lock and the record."""
+
+    state: WorkerState
+    record: PidRecord | None = None  # only while it runs
+    release: str | None = None  # the release its executable belongs to
+    error: str | None = None  # why the state is UNREADABLE
 
     @property
     def started(self) -> datetime.datetime | None:
@@ -196,12 +144,12 @@ class WorkerReport:
             return None
         return datetime.datetime.fromtimestamp(self.record.process_start_time, UTC)
 
-    def common_json(self, now: datetime.datetime) -> dict[str, Any]:
+    def to_json(self, now: datetime.datetime) -> dict[str, Any]:
         record, started = self.record, self.started
         value: dict[str, Any] = {
-            "status": self.status.value,
+            "status": self.state.value,
             "pid": None if record is None else record.pid,
-            "startedAt": timestamp(started),
+            "startedAt": None if started is None else timestamp(started),
             "uptimeSeconds": None if started is None else int((now - started).total_seconds()),
             "executable": None if record is None else record.executable,
             "executableDigest": None if record is None else record.executable_digest,
@@ -212,27 +160,120 @@ class WorkerReport:
 
 
 @dataclass(frozen=True)
-class LogReport:
-    name: str
-    path: Path
-    size: int | None  # None: no such file yet
-    modified: datetime.datetime | None
-    rotated: list[tuple[Path, int]] = field(default_factory=list)
+class AppServerSection:
+    """The keeper (`worker`: its lock and record) and the app-server it runs."""
 
-    def to_json(self) -> dict[str, Any]:
+    worker: WorkerSection
+    socket_path: Path
+    answering_version: str | None  # what answered `initialize`, None if nothing did
+    # The flag it runs with, or the saved setting when none runs.
+    remote_control_enabled: bool | None
+    # What the keeper publishes (a failed keeper's too: why it gave up).
+    keeper: KeeperReport | None = None
+    # Live processes below the app-server (tools, MCP servers, jobs), while one runs.
+    busy_processes: int | None = None
+
+    @property
+    def unmanaged(self) -> bool:
+        return is_unmanaged(self.worker.state, self.answering_version is not None)
+
+    @property
+    def status(self) -> str:
+        """The keeper's own state while it runs (running, backoff, starting, ...), else
+        the worker state (notRunning, stale, failed, unreadable) or unmanaged."""
+        if self.unmanaged:
+            return UNMANAGED
+        if self.worker.state is WorkerState.RUNNING and self.keeper is not None:
+            return keeper_status(self.keeper.state)
+        return self.worker.state.value
+
+    @property
+    def child(self) -> ChildRecord | None:
+        record = self.worker.record
+        return None if record is None else record.app_server
+
+    @property
+    def version(self) -> str | None:
+        record = self.worker.record
+        return (record.version if record else None) or self.answering_version
+
+    def to_json(self, now: datetime.datetime) -> dict[str, Any]:
+        keeper = self.worker.to_json(now)
+        child = self.child
+        started = None if child is None else datetime.datetime.fromtimestamp(child.start_time, UTC)
+        report = self.keeper
         return {
-            "name": self.name,
-            "path": str(self.path),
-            "sizeBytes": self.size,
-            "modifiedAt": timestamp(self.modified),
-            "rotated": [{"path": str(path), "sizeBytes": size} for path, size in self.rotated],
+            "status": self.status,
+            "pid": None if child is None else child.pid,
+            "startedAt": None if started is None else timestamp(started),
+            "uptimeSeconds": None if started is None else int((now - started).total_seconds()),
+            "executable": keeper["executable"],
+            "executableDigest": keeper["executableDigest"],
+            **({"error": keeper["error"]} if "error" in keeper else {}),
+            "version": self.version,
+            "release": self.worker.release,
+            "remoteControlEnabled": self.remote_control_enabled,
+            "socketPath": str(self.socket_path),
+            "answering": self.answering_version is not None,
+            "keeper": {
+                "pid": keeper["pid"],
+                "startedAt": keeper["startedAt"],
+                "state": None if report is None else report.state,
+            },
+            "restarts": None if report is None else report.restarts,
+            "lastExit": None
+            if report is None or report.last_exit is None
+            else report.last_exit.to_json(),
+            "failure": None if report is None else report.failure,
+            "failedExits": [] if report is None else [e.to_json() for e in report.failed_exits],
+            "busyProcesses": self.busy_processes,
         }
 
 
 @dataclass(frozen=True)
-class ReleaseReport:
+class UpdaterSection:
+    worker: WorkerSection
+    last_pass: dict[str, Any] | None
+    next_pass: datetime.datetime | None = None
+    next_pass_source: NextPassSource | None = None
+
+    @property
+    def outcome(self) -> PassOutcome:
+        return pass_outcome(self.last_pass)
+
+    def to_json(self, now: datetime.datetime) -> dict[str, Any]:
+        value = self.worker.to_json(now)
+        value.update(
+            release=self.worker.release,
+            lastPass=self.last_pass,
+            lastPassOutcome=None if self.last_pass is None else self.outcome.value,
+            nextPassAt=None if self.next_pass is None else timestamp(self.next_pass),
+            nextPassSource=None if self.next_pass_source is None else self.next_pass_source.value,
+        )
+        return value
+
+
+@dataclass(frozen=True)
+class SettingsSection:
+    path: Path
+    remote_control_enabled: bool | None  # None when the file cannot be read
+    error: str | None = None
+    auto_update_enabled: bool | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        value: dict[str, Any] = {
+            "remoteControlEnabled": self.remote_control_enabled,
+            "autoUpdateEnabled": self.auto_update_enabled,
+        }
+        if self.error is not None:
+            value["error"] = self.error
+        return value
+
+
+@dataclass(frozen=True)
+class ReleaseSection:
     release: str | None
-    path: Path | None
+    path: Path | None  # None: not installed
     version: str | None
     digest: str | None
 
@@ -246,228 +287,135 @@ class ReleaseReport:
 
 
 @dataclass(frozen=True)
+class LogSection:
+    name: str
+    path: Path
+    size: int | None  # None: no such file yet
+    modified: datetime.datetime | None
+    rotated: list[tuple[Path, int]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "sizeBytes": self.size,
+            "modifiedAt": None if self.modified is None else timestamp(self.modified),
+            "rotated": [{"path": str(path), "sizeBytes": size} for path, size in self.rotated],
+        }
+
+
+@dataclass(frozen=True)
 class StatusReport:
     home: Path
     state_dir: Path
     now: datetime.datetime
-    app_server: WorkerReport
-    socket_path: Path
-    answering_version: str | None  # what answered `initialize`, None if nothing did
-    remote_control_setting: bool | None
-    settings_error: str | None
-    updater: WorkerReport
-    last_pass: dict[str, Any] | None
-    next_pass: datetime.datetime | None
-    next_pass_source: NextPassSource | None
-    managed: ReleaseReport
-    previous: ReleaseReport | None
-    persistence: str | None
-    logs: list[LogReport]
+    app_server: AppServerSection
+    updater: UpdaterSection
+    settings: SettingsSection
+    managed: ReleaseSection
+    previous: ReleaseSection | None
+    persistence: str | None  # "systemd", "cron", None: not persisted
+    logs: list[LogSection]
+    # Who holds daemon.lock right now (a command at work, or one stopped halfway).
+    operation_holders: list[LockHolder] = field(default_factory=list)
 
     @property
-    def app_server_release(self) -> str | None:
-        record = self.app_server.record
-        return release_of(None if record is None else record.executable, self.releases_dir)
-
-    @property
-    def releases_dir(self) -> Path:
-        return HomePaths(self.home).releases_dir
+    def hints(self) -> list[Hint]:
+        outcome = self.updater.outcome
+        return status_hints(
+            HintFacts(
+                installed=self.managed.path is not None,
+                settings_file=self.settings.path,
+                settings_readable=self.settings.error is None,
+                remote_control=bool(self.settings.remote_control_enabled),
+                auto_update=self.settings.auto_update_enabled is not False,
+                app_server=self.app_server.worker.state,
+                unmanaged=self.app_server.unmanaged,
+                socket_path=self.app_server.socket_path,
+                updater=self.updater.worker.state,
+                last_pass_failed=outcome in (PassOutcome.FAILED, PassOutcome.INSTALLER_FAILED),
+                last_pass_rolled_back=outcome is PassOutcome.ROLLED_BACK,
+                persisted=self.persistence is not None,
+            )
+        )
 
     def to_json(self) -> dict[str, Any]:
-        record = self.app_server.record
-        app_server = self.app_server.common_json(self.now)
-        app_server.update(
-            version=(record.version if record else None) or self.answering_version,
-            release=self.app_server_release,
-            remoteControlEnabled=(
-                record.remote_control_enabled if record else self.remote_control_setting
-            ),
-            socketPath=str(self.socket_path),
-            answering=self.answering_version is not None,
-        )
-        updater = self.updater.common_json(self.now)
-        updater.update(
-            release=release_of(
-                self.updater.record.executable if self.updater.record else None,
-                self.releases_dir,
-            ),
-            lastPass=self.last_pass,
-            lastPassOutcome=None if self.last_pass is None else pass_outcome(self.last_pass).value,
-            nextPassAt=timestamp(self.next_pass),
-            nextPassSource=None if self.next_pass_source is None else self.next_pass_source.value,
-        )
-        settings: dict[str, Any] = {"remoteControlEnabled": self.remote_control_setting}
-        if self.settings_error is not None:
-            settings["error"] = self.settings_error
         return {
             "home": str(self.home),
             "stateDir": str(self.state_dir),
             "cliVersion": CODEXD_VERSION,
-            "appServer": app_server,
-            "updater": updater,
+            "appServer": self.app_server.to_json(self.now),
+            "updater": self.updater.to_json(self.now),
             "managedRelease": self.managed.to_json(),
             "previousRelease": None if self.previous is None else self.previous.to_json(),
-            "settings": settings,
+            "settings": self.settings.to_json(),
             "persistence": self.persistence,
             "logs": [log.to_json() for log in self.logs],
+            "daemonLock": {
+                "held": bool(self.operation_holders),
+                "holders": [
+                    {"pid": holder.pid, "command": holder.command, "state": holder.state}
+                    for holder in self.operation_holders
+                ],
+            },
+            "hints": [hint.to_json() for hint in self.hints],
         }
-
-
-# -- for people ----------------------------------------------------------------------
-
-
-class Tone(Enum):
-    PLAIN = "plain"
-    GOOD = "good"
-    WARN = "warn"
-    BAD = "bad"
-
-
-@dataclass(frozen=True)
-class Row:
-    label: str
-    value: str
-    tone: Tone = Tone.PLAIN
-
-
-@dataclass(frozen=True)
-class Section:
-    title: str
-    rows: list[Row]
-
-
-_STATUS_TONES = {
-    WorkerStatus.RUNNING: Tone.GOOD,
-    WorkerStatus.STARTING: Tone.WARN,
-    WorkerStatus.NOT_RUNNING: Tone.WARN,
-    WorkerStatus.STALE: Tone.WARN,
-    WorkerStatus.UNMANAGED: Tone.BAD,
-    WorkerStatus.UNREADABLE: Tone.BAD,
-}
-_OUTCOME_TONES = {
-    PassOutcome.NO_PASS_YET: Tone.PLAIN,
-    PassOutcome.FAILED: Tone.BAD,
-    PassOutcome.INSTALLER_FAILED: Tone.BAD,
-    PassOutcome.ROLLED_BACK: Tone.WARN,
-    PassOutcome.UPDATED: Tone.GOOD,
-    PassOutcome.UP_TO_DATE: Tone.GOOD,
-}
-
-
-def _status_text(status: WorkerStatus) -> str:
-    return {
-        WorkerStatus.NOT_RUNNING: "not running",
-        WorkerStatus.STALE: "not running (stale record)",
-        WorkerStatus.UNMANAGED: "not managed by codexd (something else answers)",
-    }.get(status, status.value)
-
-
-def _short_digest(digest: str | None) -> str:
-    return "-" if digest is None else digest.removeprefix("sha256:")[:12]
-
-
-def _worker_rows(worker: WorkerReport, now: datetime.datetime) -> list[Row]:
-    rows = [Row("status", _status_text(worker.status), _STATUS_TONES[worker.status])]
-    if worker.error is not None:
-        rows.append(Row("error", worker.error, Tone.BAD))
-    if worker.record is not None and worker.started is not None:
-        rows.append(Row("pid", str(worker.record.pid)))
-        rows.append(Row("uptime", format_duration((now - worker.started).total_seconds())))
-    return rows
-
-
-def status_sections(report: StatusReport) -> list[Section]:
-    """The report as titled rows, in the order a person reads them."""
-    data = report.to_json()
-    now = report.now
-    app = data["appServer"]
-    app_rows = _worker_rows(report.app_server, now)
-    if report.app_server.record is not None:
-        app_rows += [
-            Row("version", app["version"] or "-"),
-            Row("release", app["release"] or report.app_server.record.executable),
-            Row("digest", _short_digest(app["executableDigest"])),
-        ]
-    remote = app["remoteControlEnabled"]
-    app_rows += [
-        Row("remote control", "-" if remote is None else ("on" if remote else "off")),
-        Row("socket", app["socketPath"]),
-        Row("answering", "yes" if app["answering"] else "no", Tone.PLAIN),
-    ]
-    if report.settings_error is not None:
-        app_rows.append(Row("settings", report.settings_error, Tone.BAD))
-
-    updater_rows = _worker_rows(report.updater, now)
-    outcome = None if report.last_pass is None else pass_outcome(report.last_pass)
-    finished = None if report.last_pass is None else report.last_pass.get("finishedAt")
-    last = "none yet"
-    if report.last_pass is not None:
-        last = f"#{report.last_pass.get('pass')} {format_relative(parse_timestamp(finished), now)}"
-    updater_rows += [
-        Row("last pass", last),
-        Row(
-            "outcome",
-            pass_summary(report.last_pass),
-            Tone.PLAIN if outcome is None else _OUTCOME_TONES[outcome],
-        ),
-        Row(
-            "next pass",
-            format_relative(report.next_pass, now)
-            if report.next_pass
-            else "- (the updater is not running)",
-        ),
-    ]
-
-    release_rows = [
-        Row(
-            "managed",
-            "not installed"
-            if report.managed.path is None
-            else f"{report.managed.release or report.managed.path}",
-            Tone.PLAIN if report.managed.path else Tone.WARN,
-        ),
-        Row("version", report.managed.version or "-"),
-        Row("digest", _short_digest(report.managed.digest)),
-        Row("previous", "-" if report.previous is None else report.previous.release or "-"),
-        Row(
-            "after reboot",
-            report.persistence or "not persisted (codexd bootstrap --persist)",
-            Tone.PLAIN if report.persistence else Tone.WARN,
-        ),
-    ]
-
-    log_rows = []
-    for log in report.logs:
-        if log.size is None:
-            log_rows.append(Row(log.name, f"{log.path} (none yet)"))
-            continue
-        rotated = f", {len(log.rotated)} rotated" if log.rotated else ""
-        log_rows.append(Row(log.name, f"{log.path} ({format_size(log.size)}{rotated})"))
-
-    return [
-        Section("app-server", app_rows),
-        Section("updater", updater_rows),
-        Section("release", release_rows),
-        Section("logs", log_rows),
-    ]
 
 
 # -- gathering the facts ---------------------------------------------------------------
 
 
-def _observe(record_path: Path) -> WorkerReport:
+def _observe(record_path: Path, releases_dir: Path) -> tuple[WorkerSection, PidRecord | None]:
+    """The worker's section, and its record as read (a failed keeper's, a stale one)."""
     try:
         observation = observe_worker(record_path)
     except DaemonError as error:
-        return WorkerReport(WorkerStatus.UNREADABLE, error=str(error))
-    status = {
-        WorkerState.RUNNING: WorkerStatus.RUNNING,
-        WorkerState.STARTING: WorkerStatus.STARTING,
-        WorkerState.NOT_RUNNING: WorkerStatus.NOT_RUNNING,
-        WorkerState.STALE: WorkerStatus.STALE,
-        WorkerState.UNREADABLE: WorkerStatus.UNREADABLE,
-    }[observation.state]
-    return WorkerReport(status, observation.record)
+        return WorkerSection(WorkerState.UNREADABLE, error=str(error)), None
+    record = observation.live_record
+    release = release_of(None if record is None else record.executable, releases_dir)
+    return WorkerSection(observation.state, record, release), observation.record
+
+
+def _app_server(paths: HomePaths, settings: SettingsSection) -> AppServerSection:
+    worker, record = _observe(paths.app_server_record, paths.releases_dir)
+    remote_control = (
+        worker.record.remote_control_enabled if worker.record else settings.remote_control_enabled
+    )
+    keeper = None
+    if record is not None and worker.state in (WorkerState.RUNNING, WorkerState.FAILED):
+        keeper = record.keeper
+    busy = None
+    if worker.record is not None:
+        child = worker.record.app_server
+        below = descendants(worker.record.pid)
+        busy = len([process for process in below if child is None or process.pid != child.pid])
+    return AppServerSection(
+        worker,
+        paths.socket_path,
+        _answering_version(paths),
+        remote_control,
+        keeper=keeper,
+        busy_processes=busy,
+    )
+
+
+def _answering_version(paths: HomePaths) -> str | None:
+    try:
+        return probe(paths.socket_path, timeout=STATUS_PROBE_TIMEOUT_SECONDS).app_server_version
+    except ProbeError:
+        return None
+
+
+def _settings(paths: HomePaths) -> SettingsSection:
+    try:
+        settings = load_settings(paths.settings_file)
+    except StateFileError as error:
+        return SettingsSection(paths.settings_file, None, str(error))
+    return SettingsSection(
+        paths.settings_file,
+        settings.remote_control_enabled,
+        auto_update_enabled=settings.auto_update_enabled,
+    )
 
 
 def _schedule_of(pid: int) -> tuple[float, float]:
@@ -482,7 +430,32 @@ def _schedule_of(pid: int) -> tuple[float, float]:
         return config.UPDATE_INITIAL_DELAY_SECONDS, config.UPDATE_INTERVAL_SECONDS
 
 
-def _log_report(name: str, path: Path) -> LogReport:
+def _updater(paths: HomePaths) -> UpdaterSection:
+    worker, _ = _observe(paths.updater_record, paths.releases_dir)
+    try:
+        last_pass = read_json_object(paths.updater_last_pass)
+    except StateFileError:
+        last_pass = None
+    if worker.record is None:
+        return UpdaterSection(worker, last_pass)
+    delay, interval = _schedule_of(worker.record.pid)
+    next_pass, source = next_pass_at(worker.record.pid, worker.started, last_pass, delay, interval)
+    return UpdaterSection(worker, last_pass, next_pass, source)
+
+
+def _release(paths: HomePaths, release: str | None, binary: Path) -> ReleaseSection:
+    resolved = Path(os.path.realpath(binary))
+    if not resolved.is_file():
+        return ReleaseSection(release, None, None, None)
+    # The cache holds the current managed binary only: the previous one is hashed anew.
+    current = resolved == Path(os.path.realpath(paths.managed_binary))
+    cache = paths.managed_binary_cache if current else None
+    digest = managed_digest(resolved, cache)
+    version = version_of_release(release) or managed_version(binary, cache)
+    return ReleaseSection(release, resolved, version, digest)
+
+
+def _log(name: str, path: Path) -> LogSection:
     rotated = []
     for number in rotated_numbers(path):
         try:
@@ -492,78 +465,43 @@ def _log_report(name: str, path: Path) -> LogReport:
     try:
         stat = path.stat()
     except OSError:
-        return LogReport(name, path, None, None, rotated)
+        return LogSection(name, path, None, None, rotated)
     modified = datetime.datetime.fromtimestamp(stat.st_mtime, UTC)
-    return LogReport(name, path, stat.st_size, modified, rotated)
+    return LogSection(name, path, stat.st_size, modified, rotated)
 
 
-def _release_report(paths: HomePaths, release: str | None, binary: Path) -> ReleaseReport:
-    resolved = Path(os.path.realpath(binary))
-    if not resolved.is_file():
-        return ReleaseReport(release, None, None, None)
-    # The cache holds the current managed binary only: the previous one is hashed anew.
-    current = resolved == Path(os.path.realpath(paths.managed_binary))
-    cache = paths.managed_binary_cache if current else None
-    digest = managed_digest(resolved, cache)
-    version = version_of_release(release) or managed_version(binary, cache)
-    return ReleaseReport(release, resolved, version, digest)
+def _persistence(paths: HomePaths, tools: PersistenceTools | None) -> str | None:
+    try:
+        kind = persisted_kind(paths, tools or PersistenceTools.from_environment())
+    except DaemonError:
+        return None
+    return None if kind is None else kind.value
 
 
 def gather_status(paths: HomePaths, tools: PersistenceTools | None = None) -> StatusReport:
     now = datetime.datetime.now(UTC)
-    app_server = _observe(paths.app_server_record)
-    try:
-        answering: str | None = probe(
-            paths.socket_path, timeout=STATUS_PROBE_TIMEOUT_SECONDS
-        ).app_server_version
-    except ProbeError:
-        answering = None
-    if answering is not None and app_server.status in (
-        WorkerStatus.NOT_RUNNING,
-        WorkerStatus.STALE,
-    ):
-        app_server = WorkerReport(WorkerStatus.UNMANAGED)
-    try:
-        setting: bool | None = load_settings(paths.settings_file).remote_control_enabled
-        settings_error = None
-    except StateFileError as error:
-        setting, settings_error = None, str(error)
-
-    updater = _observe(paths.updater_record)
-    try:
-        last_pass = read_json_object(paths.updater_last_pass)
-    except StateFileError:
-        last_pass = None
-    next_pass, source = None, None
-    if updater.record is not None:
-        delay, interval = _schedule_of(updater.record.pid)
-        next_pass, source = next_pass_at(
-            updater.record.pid, updater.started, last_pass, delay, interval
-        )
-
-    current = current_release(paths)
+    settings = _settings(paths)
     previous = previous_release(paths)
-    try:
-        persistence = persisted_kind(paths, tools or PersistenceTools.from_environment())
-    except DaemonError:
-        persistence = None
     return StatusReport(
         home=paths.home,
         state_dir=paths.state_dir,
         now=now,
-        app_server=app_server,
-        socket_path=paths.socket_path,
-        answering_version=answering,
-        remote_control_setting=setting,
-        settings_error=settings_error,
-        updater=updater,
-        last_pass=last_pass,
-        next_pass=next_pass,
-        next_pass_source=source,
-        managed=_release_report(paths, current, paths.managed_binary),
+        app_server=_app_server(paths, settings),
+        updater=_updater(paths),
+        settings=settings,
+        managed=_release(paths, current_release(paths), paths.managed_binary),
         previous=None
         if previous is None
-        else _release_report(paths, previous, release_binary(paths, previous)),
-        persistence=None if persistence is None else persistence.value,
-        logs=[_log_report(name, path) for name, path in worker_logs(paths).items()],
+        else _release(paths, previous, release_binary(paths, previous)),
+        persistence=_persistence(paths, tools),
+        logs=[_log(name, path) for name, path in worker_logs(paths).items()],
+        operation_holders=_operation_holders(paths),
     )
+
+
+def _operation_holders(paths: HomePaths) -> list[LockHolder]:
+    try:
+        held = FlockLock(paths.daemon_lock).is_locked()
+    except DaemonError:
+        return []
+    return who_holds(paths.daemon_lock) if held else []

@@ -60,14 +60,13 @@ def encode_frame(opcode: int, payload: bytes, mask: bytes) -> bytes:
 class WebSocketClient:
     """One connection; every call honours the absolute `deadline` (time.monotonic())."""
 
-    def __init__(self, path: str, deadline: float, max_frame_bytes: int) -> None:
+    def __init__(self, sock: socket.socket, deadline: float, max_frame_bytes: int) -> None:
+        """Take over `sock`, connected already (the caller checks who it reaches)."""
         self.deadline = deadline
         self.max_frame_bytes = max_frame_bytes
         self.buffer = b""
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock = sock
         try:
-            self._settimeout()
-            self.sock.connect(path)
             self._handshake()
         except BaseException:
             self.sock.close()

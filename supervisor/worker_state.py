@@ -17,7 +17,13 @@ from supervisor.statefile import StateFileError
 @dataclass(frozen=True)
 class Observation:
     state: WorkerState
+    # The record as read: a running worker's, a dead one's (stale), a failed keeper's.
     record: PidRecord | None
+
+    @property
+    def live_record(self) -> PidRecord | None:
+        """The record, when it names the running worker."""
+        return self.record if self.state is WorkerState.RUNNING else None
 
 
 def observe_worker(record_path: Path) -> Observation:
@@ -34,10 +40,11 @@ def observe_worker(record_path: Path) -> Observation:
     if record is not None:
         live = identity_of(record.pid)
         alive = live is not None and live.same_process(record.identity)
-    state = classify_worker(WorkerFacts(lock_held, present, readable, alive))
+    failed = record is not None and record.failed
+    state = classify_worker(WorkerFacts(lock_held, present, readable, alive, failed))
     if state is WorkerState.UNREADABLE:
         raise DaemonError(
             f"{record_path} is unreadable but its worker is alive "
             f"({lock_path_for(record_path)} is locked); inspect it by hand"
         )
-    return Observation(state, record if state is WorkerState.RUNNING else None)
+    return Observation(state, record)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -21,7 +22,8 @@ from typing import Any
 import psutil
 import pytest
 
-from supervisor.paths import HomePaths
+from supervisor.paths import HomePaths, private_socket_dir
+from supervisor.worker_control import RELEASE_MARKER
 
 # Where the test environment's codexd lives: the managed binary shim execs it.
 CODEXD = Path(sys.executable).with_name("codexd")
@@ -64,17 +66,49 @@ def processes_of_home(home: Path) -> list[psutil.Process]:
     return found
 
 
+def command_line(process: psutil.Process) -> str:
+    """The process's command line as one string (a title set with setproctitle reads
+    as a single word)."""
+    try:
+        return " ".join(part for part in process.cmdline() if part)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return ""
+
+
 def app_server_pids(home: Path) -> list[int]:
-    """Live app-servers serving `home`: the worker processes, not the CLIs."""
+    """Live app-servers serving `home`: the processes the keeper runs, not the CLIs."""
+    return [
+        process.pid
+        for process in processes_of_home(home)
+        if " app-server --listen " in f" {command_line(process)} "
+    ]
+
+
+def _worker_pids(home: Path, title: str, command: str) -> list[int]:
+    """Live workers of `home`, by their title, or their command line (before they set a
+    title, or in a release without setproctitle). A keeper's probe child, forked with
+    the keeper's title, is not one."""
     pids = []
     for process in processes_of_home(home):
-        try:
-            cmdline = process.cmdline()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+        line = command_line(process)
+        if not (line.startswith(title) or f" {command} " in f" {line} "):
             continue
-        if "app-server" in cmdline and "--listen" in cmdline:
-            pids.append(process.pid)
+        with contextlib.suppress(psutil.Error):
+            parent = process.parent()
+            if parent is not None and command_line(parent) == line:
+                continue
+        pids.append(process.pid)
     return pids
+
+
+def updater_pids(home: Path) -> list[int]:
+    """Live updaters of `home` (their title is `codexd updater <home>`)."""
+    return _worker_pids(home, "codexd updater ", "app-server daemon pid-update-loop")
+
+
+def keeper_pids(home: Path) -> list[int]:
+    """Live keepers of `home` (their title is `codexd keeper <home>`)."""
+    return _worker_pids(home, "codexd keeper ", "app-server daemon keeper")
 
 
 def kill_and_reap(processes: list[psutil.Process]) -> None:
@@ -118,10 +152,13 @@ class Home:
         return HomePaths(self.path)
 
     def install_managed_shim(self, target: Path = CODEXD) -> Path:
+        """A managed binary that runs `target` (this checkout's codexd), marked as a
+        codexd release so the keeper and the updater run from it."""
         managed = self.paths.managed_binary
         managed.parent.mkdir(parents=True, exist_ok=True)
         managed.write_text(f'#!/bin/sh\nexec "{target}" "$@"\n')
         managed.chmod(0o755)
+        (managed.parent / RELEASE_MARKER).write_text("release=test-shim\n")
         return managed
 
     def run(self, *args: str, env: dict[str, str] | None = None) -> Result:
@@ -162,12 +199,36 @@ class Home:
     def app_server_pids(self) -> list[int]:
         return app_server_pids(self.path)
 
+    def keeper_pids(self) -> list[int]:
+        return keeper_pids(self.path)
+
+    def serving(self, keeper: int) -> int:
+        """Assert that one keeper (`keeper`, the pid `start` printed) serves the home with
+        one app-server, its child, both named in the record; the app-server's pid."""
+        assert self.keeper_pids() == [keeper]
+        [app_server] = self.app_server_pids()
+        assert psutil.Process(app_server).ppid() == keeper
+        record = self.record()
+        assert record is not None
+        assert record["pid"] == keeper
+        assert record["appServerPid"] == app_server
+        return app_server
+
+    def nothing_runs(self) -> bool:
+        return not self.keeper_pids() and not self.app_server_pids()
+
     def cleanup(self) -> None:
         for process in self.started:
             if process.poll() is None:
                 process.kill()
             process.communicate()
         kill_and_reap(processes_of_home(self.path))
+        # The private directory a too-long socket path was bound in (a killed server
+        # leaves its socket in it): every test removes what it made.
+        private = private_socket_dir(
+            self.paths.socket_path, os.getuid(), self.env.get("XDG_RUNTIME_DIR")
+        )
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def make_home(path: Path) -> Home:

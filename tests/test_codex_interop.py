@@ -8,6 +8,8 @@ these tests skip only when npm is missing altogether.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -119,8 +121,8 @@ def test_codexd_manages_the_real_codex_app_server_through_its_lifecycle(
     assert started["managedCodexPath"] == str(home.paths.managed_binary)
     assert started["socketPath"] == str(home.paths.socket_path)
     pid = started["pid"]
-    assert home.app_server_pids() == [pid]
-    assert psutil.Process(pid).exe() == str(real_codex.resolve())
+    app_server = home.serving(pid)
+    assert psutil.Process(app_server).exe() == str(real_codex.resolve())
     record = home.record()
     assert record is not None
     assert record["pid"] == pid
@@ -129,7 +131,7 @@ def test_codexd_manages_the_real_codex_app_server_through_its_lifecycle(
 
     again = home.ok("start")
     assert again["status"] == "alreadyRunning"
-    assert home.app_server_pids() == [pid]
+    assert home.serving(pid) == app_server
 
     version = home.ok("version")
     assert version["status"] == "running"
@@ -142,14 +144,15 @@ def test_codexd_manages_the_real_codex_app_server_through_its_lifecycle(
     assert restarted["appServerVersion"] == CODEX_VERSION
     assert restarted["pid"] != pid
     assert is_gone(pid)
-    assert home.app_server_pids() == [restarted["pid"]]
+    assert is_gone(app_server)
+    restarted_server = home.serving(restarted["pid"])
 
     enabled = home.ok("enable-remote-control")
     assert enabled["status"] == "enabled"
     assert enabled["remoteControlEnabled"] is True
     assert enabled["appServerVersion"] == CODEX_VERSION
     [remote_pid] = home.app_server_pids()
-    assert is_gone(restarted["pid"])
+    assert is_gone(restarted_server)
     cmdline = psutil.Process(remote_pid).cmdline()
     assert cmdline[1:] == ["--enable", "remote_control", "app-server", "--listen", "unix://"]
 
@@ -177,14 +180,48 @@ def test_codexd_manages_the_real_codex_app_server_through_its_lifecycle(
 def test_the_real_codex_exits_on_sigterm_well_within_the_grace_window(
     codex_home: Home,
 ) -> None:
-    pid = codex_home.ok("start")["pid"]
+    pid = codex_home.ok("start", env={"CODEXD_STOP_GRACE_SECONDS": "60"})["pid"]
+    app_server = codex_home.serving(pid)
     began = time.monotonic()
     stopped = codex_home.ok("stop", env={"CODEXD_STOP_GRACE_SECONDS": "60"})
     # Well under the 60 s grace window: SIGTERM did it, no SIGKILL was needed.
     assert time.monotonic() - began < 15
     assert stopped["status"] == "stopped"
     assert is_gone(pid)
+    assert is_gone(app_server)
+    assert "killed by SIGKILL" not in codex_home.paths.app_server_log.read_text()
     assert_no_process_of(codex_home)
+
+
+# Not SIGSEGV: codex's Rust runtime catches it (for stack overflows) and, sent by kill(2),
+# carries on after resetting its handler.
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGABRT])
+def test_the_keeper_restarts_a_crashed_real_codex_app_server(
+    codex_home: Home, signum: signal.Signals
+) -> None:
+    home = codex_home
+    keeper = home.ok("start", env={"CODEXD_RESTART_DELAY_SECONDS": "0.1"})["pid"]
+    crashed = home.serving(keeper)
+    os.kill(crashed, signum)
+
+    def restarted() -> int | None:
+        record = home.record()
+        if record is None or record["keeper"]["state"] != "running":
+            return None
+        new = record.get("appServerPid")
+        return new if new not in (None, crashed) else None
+
+    new = wait_for(restarted, timeout=EXIT_TIMEOUT_SECONDS, what="the app-server to come back")
+    assert home.serving(keeper) == new
+    assert psutil.Process(new).exe() == str(home.paths.managed_binary.resolve())
+    record = home.record()
+    assert record is not None
+    assert record["keeper"]["restarts"] == 1
+    assert record["keeper"]["lastExit"]["description"] == f"killed by {signum.name}"
+    assert record["keeper"]["lastExit"]["reason"] == "crashed"
+    assert home.ok("version")["appServerVersion"] == CODEX_VERSION
+    assert home.ok("stop")["status"] == "stopped"
+    assert_no_process_of(home)
 
 
 # -- codex's own clients against codexd's app-server ------------------------------------

@@ -7,6 +7,7 @@ the real app-server is exercised in test_app_server.py.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -19,6 +20,7 @@ import pytest
 from websockets.sync.server import ServerConnection, unix_serve
 
 from supervisor.control_socket import (
+    PeerCredentials,
     ProbeError,
     ProbeInfo,
     parse_version_from_user_agent,
@@ -103,7 +105,9 @@ def test_probe_sends_initialize_then_initialized(sock_path: Path) -> None:
     with fake_server(sock_path, handler):
         info = probe(sock_path)
 
-    assert info == ProbeInfo(app_server_version="0.1.0", user_agent=USER_AGENT)
+    # The peer is this process: the fake server listens in a thread of ours.
+    peer = PeerCredentials(pid=os.getpid(), uid=os.geteuid(), gid=os.getegid())
+    assert info == ProbeInfo(app_server_version="0.1.0", user_agent=USER_AGENT, peer=peer)
     assert received == [
         {
             "id": 1,

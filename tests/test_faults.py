@@ -29,34 +29,37 @@ SETTLE_SECONDS = 15.0
 
 
 def the_only_server(home: Home) -> int:
-    """The one app-server serving `home`, which its pid record names."""
-    pids = home.app_server_pids()
-    assert len(pids) == 1, f"expected exactly one app-server, found {pids}"
+    """The one keeper serving `home` (its app-server checked too), which its pid record
+    names."""
+    keepers = home.keeper_pids()
+    assert len(keepers) == 1, f"expected exactly one keeper, found {keepers}"
+    home.serving(keepers[0])
     record = home.record()
-    assert record is not None, "an app-server runs but there is no pid record"
-    assert record["pid"] == pids[0]
-    assert record["processStartSeconds"] == pytest.approx(psutil.Process(pids[0]).create_time())
-    return pids[0]
+    assert record is not None
+    assert record["processStartSeconds"] == pytest.approx(psutil.Process(keepers[0]).create_time())
+    return keepers[0]
 
 
 def assert_nothing_runs(home: Home) -> None:
-    assert home.app_server_pids() == []
+    assert home.nothing_runs()
     assert home.record() is None
 
 
-def launched_with_remote_control(pid: int) -> bool:
-    return "remote_control" in psutil.Process(pid).cmdline()
+def launched_with_remote_control(home: Home, keeper: int) -> bool:
+    return "remote_control" in psutil.Process(home.serving(keeper)).cmdline()
 
 
-# --- a killed app-server ---------------------------------------------------------------
+# --- a killed keeper ---------------------------------------------------------------------
 
 
-def test_start_after_kill_9_launches_a_new_server_and_replaces_the_stale_record(
+def test_start_after_kill_9_of_the_keeper_launches_anew_and_no_app_server_outlives_it(
     home: Home,
 ) -> None:
     old = home.ok("start")["pid"]
+    app_server = home.serving(old)
     os.kill(old, signal.SIGKILL)
-    wait_for(lambda: is_gone(old), what=f"app-server {old} to die")
+    wait_for(lambda: is_gone(old), what=f"keeper {old} to die")
+    wait_for(lambda: is_gone(app_server), what=f"its app-server {app_server} to die with it")
     stale = home.record()
     assert stale is not None and stale["pid"] == old
 
@@ -72,13 +75,16 @@ def test_start_after_kill_9_launches_a_new_server_and_replaces_the_stale_record(
     assert elapsed < SETTLE_SECONDS
 
 
-def test_sigterm_by_hand_ends_the_server_within_a_second_and_removes_its_socket(
+def test_sigterm_by_hand_ends_keeper_and_server_within_a_second_and_removes_the_socket(
     home: Home,
 ) -> None:
     old = home.ok("start")["pid"]
+    app_server = home.serving(old)
     os.kill(old, signal.SIGTERM)
-    wait_for(lambda: is_gone(old), timeout=1.0, what=f"app-server {old} to exit on SIGTERM")
+    wait_for(lambda: is_gone(old), timeout=1.0, what=f"keeper {old} to exit on SIGTERM")
+    assert is_gone(app_server)
     assert not os.path.lexists(home.paths.socket_path)
+    assert home.record() is None
 
     started = home.ok("start")
     assert started["status"] == "started"
@@ -162,7 +168,7 @@ def test_commands_after_a_cli_killed_midway_leave_exactly_one_server(
     if after_kill["status"] == "started":
         assert after_kill["pid"] == running
     if case.command == "enable-remote-control":
-        assert launched_with_remote_control(running)
+        assert launched_with_remote_control(home, running)
         record = home.record()
         assert record is not None and record["remoteControlEnabled"] is True
         assert '"remoteControlEnabled": true' in home.paths.settings_file.read_text()
@@ -195,16 +201,19 @@ def install_stubborn_managed_binary(home: Home) -> Path:
 def test_server_ignoring_sigterm_is_killed_after_the_grace_window(bare_home: Home) -> None:
     home = bare_home
     install_stubborn_managed_binary(home)
-    started = home.ok("start")
+    # The keeper's grace window is the one of the environment it was started in.
+    started = home.ok("start", env={"CODEXD_STOP_GRACE_SECONDS": "1"})
     assert started["status"] == "started"
     assert started["appServerVersion"] == "0.1.0"
-    pid = the_only_server(home)
+    keeper = the_only_server(home)
+    pid = home.serving(keeper)
 
     began = time.monotonic()
     stopped = home.ok("stop", env={"CODEXD_STOP_GRACE_SECONDS": "1"})
     elapsed = time.monotonic() - began
 
     assert stopped["status"] == "stopped"
+    assert is_gone(keeper)
     assert is_gone(pid)
     assert_nothing_runs(home)
     # It was asked first and refused: SIGKILL came only after the grace window.
@@ -233,8 +242,8 @@ def test_start_while_the_managed_server_shuts_down_slowly_launches_a_new_one(
     home = bare_home
     install_stubborn_managed_binary(home)
     old = home.ok("start", env={STUBBORN_EXIT_DELAY_ENV: "3"})["pid"]
-    # As after a `restart` killed once it signalled, or a sysadmin's `kill -TERM`: the
-    # server has stopped answering but has not exited yet.
+    # As after a `restart` killed once it signalled, or a sysadmin's `kill -TERM` of the
+    # keeper: the server has stopped answering but has not exited yet.
     os.kill(old, signal.SIGTERM)
     wait_for(lambda: not answers(home.paths.socket_path), what="the old server to stop serving")
     assert not is_gone(old)
@@ -372,7 +381,8 @@ def test_corrupt_record_of_a_live_server_is_an_error_naming_it_and_nothing_is_st
         assert result.returncode != 0, f"{command} succeeded: {result.stdout}"
         assert result.stdout == ""
         assert str(home.paths.app_server_record) in result.stderr, result.stderr
-        assert home.app_server_pids() == [pid]
+        assert home.keeper_pids() == [pid]
+        assert len(home.app_server_pids()) == 1
     assert home.paths.app_server_record.read_bytes() == garbage
     assert probe(home.paths.socket_path).app_server_version == "0.1.0"
 
@@ -413,3 +423,37 @@ def test_a_lock_kept_by_a_dead_workers_child_is_reported_naming_the_holder(home:
     finally:
         keeper.kill()
         keeper.wait()
+
+
+def test_a_planted_record_naming_a_live_process_that_lacks_the_lock_is_never_signalled(
+    home: Home,
+) -> None:
+    """The lock is held (by someone) and the record names a live process with its true
+    start time and boot: the identity matches, but that process does not hold the lock,
+    so it is not our worker (as with a record naming kthreadd)."""
+    sleep_path = shutil.which("sleep")
+    assert sleep_path is not None
+    bystander = subprocess.Popen([sleep_path, "600"], stdin=subprocess.DEVNULL)
+    lock = home.paths.state_dir / "app-server.pid.lock"
+    try:
+        process = psutil.Process(bystander.pid)
+        write_record_naming(home, process, process.create_time())
+        holder = subprocess.Popen(
+            [sys.executable, "-c", LOCK_KEEPER, str(lock)], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+            for command in ("stop", "restart"):
+                result = home.run(command)
+                assert result.returncode == 1, result.stdout
+                assert result.stdout == ""
+                assert "does not hold" in result.stderr
+                assert str(home.paths.app_server_record) in result.stderr
+                assert_untouched(bystander)
+                assert holder.poll() is None
+        finally:
+            holder.kill()
+            holder.wait()
+    finally:
+        bystander.kill()
+        bystander.wait()

@@ -28,11 +28,11 @@ def test_start_reports_started_with_pid_and_the_server_answers(home: Home) -> No
     assert started["managedCodexVersion"] == "0.1.0"
     assert started["socketPath"] == str(home.paths.socket_path)
     assert started["managedCodexPath"] == str(home.paths.managed_binary)
-    assert home.app_server_pids() == [started["pid"]]
+    home.serving(started["pid"])
     record = home.record()
     assert record is not None
-    assert record["pid"] == started["pid"]
     assert record["version"] == "0.1.0"
+    assert record["keeper"]["state"] == "running"
     assert record["executableDigest"].startswith("sha256:")
 
 
@@ -42,7 +42,7 @@ def test_start_twice_reports_already_running(home: Home) -> None:
     assert again["status"] == "alreadyRunning"
     assert again["backend"] == "pid"
     assert "pid" not in again
-    assert home.app_server_pids() == [pid]
+    home.serving(pid)
 
 
 def test_version_reports_running_server(home: Home) -> None:
@@ -59,6 +59,7 @@ def test_stop_then_stop_again(home: Home) -> None:
     assert stopped["status"] == "stopped"
     assert "appServerVersion" not in stopped
     assert is_gone(pid)
+    assert home.nothing_runs()
     assert home.record() is None
     assert not home.paths.socket_path.exists()
     again = home.ok("stop")
@@ -92,19 +93,19 @@ def test_restart_gives_a_new_pid(home: Home) -> None:
     assert restarted["status"] == "restarted"
     assert restarted["pid"] != first
     assert is_gone(first)
-    assert home.app_server_pids() == [restarted["pid"]]
+    home.serving(restarted["pid"])
 
 
 def test_restart_with_nothing_running_starts_one(home: Home) -> None:
     restarted = home.ok("restart")
     assert restarted["status"] == "restarted"
-    assert home.app_server_pids() == [restarted["pid"]]
+    home.serving(restarted["pid"])
 
 
-def _launched_with_remote_control(pid: int) -> bool:
+def _launched_with_remote_control(home: Home, keeper: int) -> bool:
     import psutil
 
-    return "remote_control" in psutil.Process(pid).cmdline()
+    return "remote_control" in psutil.Process(home.serving(keeper)).cmdline()
 
 
 def test_remote_control_restarts_a_running_server_and_persists(home: Home) -> None:
@@ -118,22 +119,22 @@ def test_remote_control_restarts_a_running_server_and_persists(home: Home) -> No
     assert record is not None
     assert record["remoteControlEnabled"] is True
     assert record["pid"] != first
-    assert _launched_with_remote_control(record["pid"])
+    assert _launched_with_remote_control(home, record["pid"])
 
     again = home.ok("enable-remote-control")
     assert again["status"] == "alreadyEnabled"
-    assert home.app_server_pids() == [record["pid"]]
+    home.serving(record["pid"])
 
     home.ok("stop")
     restarted = home.ok("start")
-    assert _launched_with_remote_control(restarted["pid"])
+    assert _launched_with_remote_control(home, restarted["pid"])
 
     disabled = home.ok("disable-remote-control")
     assert disabled["status"] == "disabled"
     assert disabled["remoteControlEnabled"] is False
-    pids = home.app_server_pids()
-    assert len(pids) == 1 and pids[0] != restarted["pid"]
-    assert not _launched_with_remote_control(pids[0])
+    [keeper] = home.keeper_pids()
+    assert keeper != restarted["pid"]
+    assert not _launched_with_remote_control(home, keeper)
     assert home.ok("disable-remote-control")["status"] == "alreadyDisabled"
 
 
@@ -148,7 +149,7 @@ def test_remote_control_without_a_server_only_persists(home: Home) -> None:
     assert home.app_server_pids() == []
     settings = home.paths.settings_file.read_text()
     assert '"remoteControlEnabled": true' in settings
-    assert _launched_with_remote_control(home.ok("start")["pid"])
+    assert _launched_with_remote_control(home, home.ok("start")["pid"])
 
 
 def test_twenty_concurrent_starts_launch_exactly_one_server(home: Home) -> None:
@@ -157,7 +158,7 @@ def test_twenty_concurrent_starts_launch_exactly_one_server(home: Home) -> None:
     statuses = sorted(output["status"] for output in outputs)
     assert statuses == ["alreadyRunning"] * 19 + ["started"]
     started = next(output for output in outputs if output["status"] == "started")
-    assert home.app_server_pids() == [started["pid"]]
+    home.serving(started["pid"])
 
 
 def test_corrupt_settings_is_an_error_and_left_unchanged(home: Home) -> None:
@@ -235,4 +236,4 @@ def test_bad_grace_variable_is_named_and_nothing_is_stopped(home: Home) -> None:
     assert result.returncode != 0
     assert result.stdout == ""
     assert "CODEXD_STOP_GRACE_SECONDS" in result.stderr
-    assert home.app_server_pids() == [pid]
+    home.serving(pid)

@@ -17,7 +17,9 @@ import lockfile
 import psutil
 import pytest
 
-from supervisor.locks import FlockLock
+from supervisor.locks import (
+    FlockLock,
+)
 from tests.conftest import wait_for
 
 REPO = Path(__file__).resolve().parent.parent

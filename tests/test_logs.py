@@ -1,4 +1,5 @@
-"""Log rotation (rename and copy-truncate), its settings, and `codexd logs`."""
+"""Log rotation (rename and copy-truncate), its settings, reading logs back, and
+`codexd logs`."""
 
 from __future__ import annotations
 
@@ -14,18 +15,20 @@ import pytest
 
 from supervisor.config import LogSettings, log_settings
 from supervisor.errors import DaemonError
-from supervisor.logs import (
+from supervisor.log_tail import (
     FileFacts,
     FollowAction,
-    excess_numbers,
     follow_action,
     last_lines,
+    tail_file,
+)
+from supervisor.logs import (
+    excess_numbers,
     needs_rotation,
     rotate_before_launch,
     rotate_if_needed,
     rotate_log,
     shift_moves,
-    tail_file,
 )
 from supervisor.paths import HomePaths
 from tests.conftest import Home, wait_for

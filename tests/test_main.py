@@ -1,10 +1,18 @@
-"""The entry point's fast path: which argument lists skip click."""
+"""The entry point: which argument lists skip click, the one table both paths run the
+lifecycle commands from, and `--enable` where it does not apply."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import click
 import pytest
 
+from commands.cli import app_server, cli
+from commands.common import LIFECYCLE_OPERATIONS
 from commands.main import lifecycle_command
+from tests.conftest import Home
 
 
 @pytest.mark.parametrize(
@@ -25,6 +33,7 @@ from commands.main import lifecycle_command
         (["--help"], None),
         (["bootstrap"], None),
         (["status"], None),
+        (["--enable", "remote_control", "start"], None),
         (["app-server", "daemon", "bootstrap", "--remote-control"], None),
         (["app-server", "daemon", "pid-update-loop"], None),
         (["app-server", "--listen", "unix://"], None),
@@ -35,3 +44,76 @@ from commands.main import lifecycle_command
 )
 def test_lifecycle_command(argv: list[str], command: str | None) -> None:
     assert lifecycle_command(argv) == command
+
+
+def daemon_group() -> click.Group:
+    group = app_server.commands["daemon"]
+    assert isinstance(group, click.Group)
+    return group
+
+
+def test_the_table_and_click_know_the_same_lifecycle_commands() -> None:
+    """Every command of the table has its click command in both grammars, takes no
+    required option (the fast path runs it bare), and every daemon command without
+    options is in the table, so the fast path runs it."""
+    daemon = daemon_group()
+    for name in LIFECYCLE_OPERATIONS:
+        assert cli.commands[name] is daemon.commands[name]
+        assert not any(param.required for param in daemon.commands[name].params)
+    optionless = {
+        name
+        for name, command in daemon.commands.items()
+        if not command.hidden and all(param.name == "help" for param in command.params)
+    }
+    assert optionless <= set(LIFECYCLE_OPERATIONS)
+
+
+def test_the_fast_path_does_not_import_click(bare_home: Home) -> None:
+    code = (
+        "import sys; sys.argv = ['codexd', 'version']\n"
+        "from commands.main import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "assert 'click' not in sys.modules, 'click imported'\n"
+        "assert 'supervisor.lifecycle' in sys.modules, 'the operation did not run'\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        env=bare_home.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "app server is not running" in completed.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "remedy"),
+    [
+        (["--enable", "remote_control", "start"], "codexd enable-remote-control"),
+        (["--enable", "remote_control", "restart"], "codexd enable-remote-control"),
+        (
+            ["--enable", "remote_control", "app-server", "daemon", "start"],
+            "codexd enable-remote-control",
+        ),
+        (
+            ["--enable", "remote_control", "app-server", "daemon", "bootstrap"],
+            "codexd bootstrap --remote-control",
+        ),
+        (["--enable", "remote_control", "app-server", "proxy"], "codexd enable-remote-control"),
+        (["--enable", "remote_control", "status"], "codexd enable-remote-control"),
+    ],
+)
+def test_enable_on_a_command_that_launches_nothing_is_refused(
+    home: Home, argv: list[str], remedy: str
+) -> None:
+    result = home.run(*argv)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: --enable remote_control applies only to `app-server --listen`")
+    assert remedy in error
+    assert home.app_server_pids() == []
+    assert not home.paths.app_server_record.exists()
+    assert not home.paths.settings_file.exists()

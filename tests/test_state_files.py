@@ -36,7 +36,6 @@ from supervisor.pidrecord import (
 from supervisor.settings import Settings, load_settings, save_settings
 from supervisor.statefile import (
     StateFileError,
-    ensure_private_dir,
     read_json_object,
     write_atomic,
     write_json_atomic,
@@ -171,35 +170,6 @@ def test_read_json_object_of_a_directory_names_it(tmp_path: Path) -> None:
     path.mkdir()
     with pytest.raises(StateFileError, match=str(path)):
         read_json_object(path)
-
-
-# -- ensure_private_dir -----------------------------------------------------------------
-
-
-def test_ensure_private_dir_creates_a_0700_dir_and_its_parents(
-    tmp_path: Path, umask_022: None
-) -> None:
-    path = tmp_path / "home" / "app-server-daemon"
-    ensure_private_dir(path)
-    assert path.is_dir()
-    assert mode_of(path) == 0o700
-
-
-def test_ensure_private_dir_tightens_a_0755_dir(tmp_path: Path) -> None:
-    path = tmp_path / "app-server-daemon"
-    path.mkdir()
-    path.chmod(0o755)
-    (path / "settings.json").write_text("{}")
-    ensure_private_dir(path)
-    assert mode_of(path) == 0o700
-    assert (path / "settings.json").read_text() == "{}"
-
-
-def test_ensure_private_dir_over_a_file_names_the_path(tmp_path: Path) -> None:
-    path = tmp_path / "app-server-daemon"
-    path.write_text("not a directory")
-    with pytest.raises(StateFileError, match=str(path)):
-        ensure_private_dir(path)
 
 
 # -- settings.json ----------------------------------------------------------------------

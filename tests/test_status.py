@@ -12,17 +12,19 @@ from typing import Any
 
 import pytest
 
+from supervisor.decisions import WorkerState
 from supervisor.locks import FlockLock
 from supervisor.status import (
     NextPassSource,
     PassOutcome,
-    format_duration,
+    is_unmanaged,
     next_pass_at,
-    parse_timestamp,
     pass_outcome,
     release_of,
     version_of_release,
 )
+from supervisor.status_render import format_duration
+from supervisor.timestamps import parse_timestamp, timestamp
 from tests.conftest import Home, wait_for
 
 UTC = datetime.timezone.utc
@@ -149,6 +151,40 @@ def test_parse_timestamp(value: object, expected: datetime.datetime | None) -> N
     assert parse_timestamp(value) == expected
 
 
+@pytest.mark.parametrize(
+    ("moment", "text"),
+    [
+        (T0.replace(microsecond=123456), "2025-01-01T12:00:00+00:00"),
+        # Another zone is written as UTC: the state files and --json use one zone.
+        (
+            datetime.datetime(
+                2025, 1, 1, 14, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=2))
+            ),
+            "2025-01-01T12:00:00+00:00",
+        ),
+    ],
+)
+def test_timestamp_is_utc_to_the_second(moment: datetime.datetime, text: str) -> None:
+    assert timestamp(moment) == text
+    assert parse_timestamp(text) == moment.replace(microsecond=0)
+
+
+@pytest.mark.parametrize(
+    ("state", "answering", "unmanaged"),
+    [
+        (WorkerState.NOT_RUNNING, True, True),
+        (WorkerState.STALE, True, True),
+        # Our lock is held: the app-server that answers is ours.
+        (WorkerState.RUNNING, True, False),
+        (WorkerState.STARTING, True, False),
+        (WorkerState.UNREADABLE, True, False),
+        *[(state, False, False) for state in WorkerState],
+    ],
+)
+def test_is_unmanaged(state: WorkerState, answering: bool, unmanaged: bool) -> None:
+    assert is_unmanaged(state, answering) is unmanaged
+
+
 # -- the command ---------------------------------------------------------------------
 
 
@@ -166,7 +202,7 @@ def test_status_json_with_nothing_running(bare_home: Home) -> None:
     output = bare_home.ok("status", "--json")
     assert set(output) == {
         "home", "stateDir", "cliVersion", "appServer", "updater", "managedRelease",
-        "previousRelease", "settings", "persistence", "logs",
+        "previousRelease", "settings", "persistence", "logs", "hints",
     }  # fmt: skip
     assert output["appServer"]["status"] == "notRunning"
     assert output["appServer"]["pid"] is None
@@ -175,6 +211,15 @@ def test_status_json_with_nothing_running(bare_home: Home) -> None:
     assert output["updater"]["nextPassAt"] is None
     assert output["managedRelease"]["path"] is None
     assert [log["name"] for log in output["logs"]] == ["app-server", "updater"]
+    # Nothing can start before a managed release is installed: only that is suggested.
+    assert output["hints"] == [
+        {
+            "section": "release",
+            "text": "install a managed release (in a codexd checkout, or with "
+            "CODEXD_CHANNEL=<channel>): sh install.sh",
+            "command": "sh install.sh",
+        }
+    ]
 
 
 def test_status_after_bootstrap_shows_both_workers_and_the_schedule(home: Home) -> None:
@@ -189,7 +234,12 @@ def test_status_after_bootstrap_shows_both_workers_and_the_schedule(home: Home) 
 
     server = output["appServer"]
     assert server["status"] == "running"
-    assert server["pid"] == home.app_server_pids()[0]
+    [keeper] = home.keeper_pids()
+    assert server["keeper"]["pid"] == keeper
+    assert server["keeper"]["state"] == "running"
+    assert server["pid"] == home.serving(keeper)
+    assert server["restarts"] == 0 and server["lastExit"] is None
+    assert server["busyProcesses"] == 0
     assert server["version"] == "0.1.0"
     assert server["remoteControlEnabled"] is True
     assert server["answering"] is True
@@ -221,6 +271,28 @@ def test_status_after_bootstrap_shows_both_workers_and_the_schedule(home: Home) 
         assert expected in text
 
 
+def test_status_says_how_to_start_what_is_not_running(home: Home) -> None:
+    home.ok("start")
+    output = home.ok("status", "--json")
+    assert {hint["section"]: hint["command"] for hint in output["hints"]} == {
+        "updater": "codexd bootstrap",
+        "release": "codexd bootstrap --persist",
+    }
+    text = home.run("status").stdout
+    assert "start it (restarts the app-server too): codexd bootstrap\n" in text
+    assert "codexd start" not in text  # the app-server runs
+
+    # A bare bootstrap would turn remote control off: the hint keeps it on.
+    home.ok("enable-remote-control")
+    home.ok("stop")
+    output = home.ok("status", "--json")
+    assert [hint["command"] for hint in output["hints"]] == [
+        "codexd start",
+        "codexd bootstrap --remote-control",
+        "codexd bootstrap --remote-control --persist",
+    ]
+
+
 def test_status_takes_no_lock(home: Home) -> None:
     home.ok("start")
     lock = FlockLock(home.paths.daemon_lock)
@@ -249,3 +321,17 @@ def test_lifecycle_commands_do_not_import_rich() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert completed.returncode == 0, completed.stderr
+
+
+def test_status_names_who_holds_daemon_lock(home: Home, tmp_path: Path) -> None:
+    marker = tmp_path / "paused"
+    cli = home.spawn("start", env={"CODEXD_TEST_PAUSE_AT": f"locked:{marker}"})
+    wait_for(lambda: marker.exists() and marker.read_text().endswith("\n"), what="the pause")
+    output = home.ok("status", "--json")
+    assert output["daemonLock"]["held"] is True
+    [holder] = output["daemonLock"]["holders"]
+    assert holder["pid"] == cli.pid and "start" in holder["command"]
+    assert f"held by pid {cli.pid}" in home.run("status").stdout
+    cli.kill()
+    cli.communicate()
+    assert home.ok("status", "--json")["daemonLock"] == {"held": False, "holders": []}

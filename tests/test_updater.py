@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from supervisor.digest import file_digest
-from tests.conftest import Home, is_gone, make_home, processes_of_home, wait_for
+from tests.conftest import Home, is_gone, make_home, updater_pids, wait_for
 from tests.releases import (
     FakeNpm,
     artifact_variant,
@@ -172,7 +172,7 @@ def test_bootstrap_starts_app_server_with_remote_control_and_the_updater(install
     record = updater_record(installed)
     assert record is not None
     assert record["executableDigest"] == file_digest(installed.paths.managed_binary.resolve())
-    assert "pid-update-loop" in psutil.Process(pid).cmdline()
+    wait_for(lambda: updater_pids(installed.path) == [pid], what="the updater's title")
     servers = installed.app_server_pids()
     assert len(servers) == 1
     assert "remote_control" in psutil.Process(servers[0]).cmdline()
@@ -425,8 +425,6 @@ def test_start_racing_an_updater_restart_leaves_one_app_server(
     servers = installed.app_server_pids()
     assert len(servers) == 1
     record = installed.record()
-    assert record is not None and record["pid"] == servers[0]
+    assert record is not None and record["appServerPid"] == servers[0]
     assert record["executableDigest"] == managed_digest(installed)
-    assert (
-        len([p for p in processes_of_home(installed.path) if "pid-update-loop" in p.cmdline()]) == 1
-    )
+    assert len(updater_pids(installed.path)) == 1

@@ -24,12 +24,15 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection, unix_serve
 from websockets.exceptions import ConnectionClosed
 
-from supervisor.paths import (
-    SOCKET_FILE_NAME,
-    HomePaths,
-    connectable_socket_path,
-    fits_sun_path,
-    private_socket_dir,
+from supervisor.control_socket import ProbeError, trusted_socket_target
+from supervisor.descriptors import AcceptErrorLog, is_accept_exhaustion, raise_open_file_limit
+from supervisor.paths import SOCKET_FILE_NAME, HomePaths, fits_sun_path, private_socket_dir
+from supervisor.private_dir import (
+    HOME,
+    PRIVATE_SOCKET_DIR,
+    SOCKET_DIR,
+    PrivateDirError,
+    ensure_private_dir,
 )
 from supervisor.version import CODEXD_VERSION
 
@@ -41,12 +44,16 @@ SHUTDOWN_TIMEOUT_SECONDS = 0.5
 # Pending connections the kernel queues before connect() fails with EAGAIN: a burst of
 # clients must not make a probe think nothing serves (asyncio's default is 100).
 LISTEN_BACKLOG = 1024
+# asyncio also uses its `backlog` as the number of accept() calls per loop turn, and when
+# one fails for want of descriptors it goes on trying and schedules a retry for every
+# failure (CPython 3.11 to 3.13): with 1024, a thousand failures a second, each logged.
+# One per turn makes it one failure per retry, once a second; the kernel's queue is set
+# to LISTEN_BACKLOG separately.
+ACCEPT_BATCH = 1
 
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
-
-PRIVATE_DIR_MODE = 0o700
 
 
 class ServeError(Exception):
@@ -150,36 +157,6 @@ class Session:
 # --- the socket on disk ----------------------------------------------------------------
 
 
-def ensure_private_dir(path: Path, uid: int) -> None:
-    """Create `path` 0700 if missing, then trust it only if it is a real directory we
-    own with mode 0700: anyone who could write in it could swap our socket."""
-    try:
-        path.mkdir(mode=PRIVATE_DIR_MODE)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise ServeError(f"private socket directory {path}: {exc.strerror}") from exc
-    else:
-        # We made it: undo whatever the umask took away.
-        os.chmod(path, PRIVATE_DIR_MODE)
-    try:
-        st = os.lstat(path)
-    except OSError as exc:
-        raise ServeError(f"private socket directory {path}: {exc.strerror}") from exc
-    if not stat.S_ISDIR(st.st_mode):
-        raise ServeError(f"private socket directory {path} is not a directory; refusing to use it")
-    if st.st_uid != uid:
-        raise ServeError(
-            f"private socket directory {path} is owned by uid {st.st_uid}, not {uid}; "
-            "refusing to use it"
-        )
-    mode = stat.S_IMODE(st.st_mode)
-    if mode != PRIVATE_DIR_MODE:
-        raise ServeError(
-            f"private socket directory {path} has mode {mode:04o}, not 0700; refusing to use it"
-        )
-
-
 def something_answers(path: Path) -> bool:
     """Whether a process accepts connections on the Unix socket at `path`."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe_sock:
@@ -224,22 +201,26 @@ def bind_control_socket(home: Path, uid: int, runtime_dir: str | None) -> BoundS
     sun_path, in a private directory with the public path a symlink to it."""
     public_path = HomePaths(home).socket_path
     try:
-        with umask(0o077):
-            public_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ServeError(f"control socket directory {public_path.parent}: {exc.strerror}") from exc
-    if fits_sun_path(public_path):
-        bind_path, symlink_path = public_path, None
-    else:
-        private_dir = private_socket_dir(public_path, uid, runtime_dir)
-        # The per-user parent is checked too: whoever owns it could rename our directory.
-        ensure_private_dir(private_dir.parent, uid)
-        ensure_private_dir(private_dir, uid)
-        bind_path, symlink_path = private_dir / SOCKET_FILE_NAME, public_path
+        ensure_private_dir(home, HOME)
+        ensure_private_dir(public_path.parent, SOCKET_DIR)
+        if fits_sun_path(public_path):
+            bind_path, symlink_path = public_path, None
+        else:
+            private_dir = private_socket_dir(public_path, uid, runtime_dir)
+            # The per-user parent is checked too: whoever owns it could rename our directory.
+            ensure_private_dir(private_dir.parent, PRIVATE_SOCKET_DIR)
+            ensure_private_dir(private_dir, PRIVATE_SOCKET_DIR)
+            bind_path, symlink_path = private_dir / SOCKET_FILE_NAME, public_path
+    except PrivateDirError as exc:
+        raise ServeError(str(exc)) from exc
 
     # Clients connect through the public path: anything answering there, or at our bind
-    # path, is another app-server we must not take the socket from.
-    for path in dict.fromkeys([connectable_socket_path(public_path), bind_path]):
+    # path, is another app-server we must not take the socket from. A public path that
+    # leads somewhere no client would follow is only a stale link, replaced below.
+    in_use = [bind_path]
+    with contextlib.suppress(ProbeError):
+        in_use.insert(0, trusted_socket_target(public_path))
+    for path in dict.fromkeys(in_use):
         if fits_sun_path(path) and something_answers(path):
             raise ServeError(f"control socket {public_path} is already in use")
     remove_stale_socket(bind_path)
@@ -310,9 +291,30 @@ async def handle_connection(websocket: ServerConnection, home: Path, remote_cont
         pass
 
 
+def log_accept_failures_once_per_interval(
+    loop: asyncio.AbstractEventLoop, stopping: asyncio.Event
+) -> None:
+    """Failed accepts (out of descriptors) as one line per interval with a count; every
+    other exception the loop reports goes to its default handler."""
+    failures = AcceptErrorLog()
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if stopping.is_set() and "_start_serving" in repr(context.get("handle")):
+            return  # an accept retry asyncio left pending, firing on the closed socket
+        if not is_accept_exhaustion(context):
+            loop.default_exception_handler(context)
+            return
+        line = failures.note(context["exception"], loop.time())
+        if line is not None:
+            print(f"codexd app-server: {line}", file=sys.stderr, flush=True)
+
+    loop.set_exception_handler(handle)
+
+
 async def serve_until_signalled(home: Path, remote_control: bool) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    log_accept_failures_once_per_interval(loop, stop)
     # Handlers only take note; the shutdown runs below, in the loop.
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -333,8 +335,9 @@ async def serve_until_signalled(home: Path, remote_control: bool) -> int:
             sock=bound.sock,
             max_size=MAX_FRAME_BYTES,
             close_timeout=CLOSE_TIMEOUT_SECONDS,
-            backlog=LISTEN_BACKLOG,
+            backlog=ACCEPT_BATCH,
         )
+        bound.sock.listen(LISTEN_BACKLOG)
         public_path = HomePaths(home).socket_path
         where = f"{public_path} -> {bound.bind_path}" if bound.symlink_path else str(public_path)
         state = "enabled" if remote_control else "disabled"
@@ -358,4 +361,11 @@ async def serve_until_signalled(home: Path, remote_control: bool) -> int:
 
 def serve(home: Path, remote_control: bool) -> int:
     """Serve the control socket for `home` until SIGTERM or SIGINT; the exit status."""
+    before, after = raise_open_file_limit()
+    if after != before:
+        print(
+            f"codexd app-server: open file limit raised from {before} to {after}",
+            file=sys.stderr,
+            flush=True,
+        )
     return asyncio.run(serve_until_signalled(home, remote_control))

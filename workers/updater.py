@@ -1,10 +1,11 @@
 """The updater loop (`codexd app-server daemon pid-update-loop`).
 
-Launched detached like the app-server. Each pass runs the installer, then compares
-the managed binary's content digest with the images the app-server and the updater
-run: an app-server behind is restarted onto the managed binary under daemon.lock,
-and only once that succeeded (or none runs) does the updater `execve` the managed
-binary itself, keeping its pid and its lock.
+Launched detached like the keeper. Each pass runs the installer, then compares
+the managed binary's content digest with the images the keeper (and its app-server)
+and the updater run: a keeper behind is restarted onto the managed binary under
+daemon.lock, and only once that succeeded (or none runs) does the updater `execve`
+the managed binary itself, keeping its pid and its lock. Between passes it relaunches
+a keeper that died without being asked, as the keeper does for it.
 """
 
 from __future__ import annotations
@@ -14,31 +15,48 @@ import datetime
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from supervisor import config
+from supervisor.decisions import WorkerState
 from supervisor.errors import DaemonError
 from supervisor.identity import ProcessIdentity, identity_of
-from supervisor.lifecycle import UPDATER_ARGS, Daemon
+from supervisor.lifecycle import Daemon
 from supervisor.locks import AlreadyLocked, FlockLock
 from supervisor.logs import rotate_if_needed
 from supervisor.managed import require_managed_binary
-from supervisor.paths import HomePaths
+from supervisor.paths import HomePaths, lock_path_for
 from supervisor.pidrecord import read_record, remove_record, write_record
 from supervisor.process_handle import ProcessHandle
 from supervisor.signals import SignalInbox
 from supervisor.standalone import ReleaseSource, read_source
 from supervisor.statefile import StateFileError, read_json_object, write_json_atomic
+from supervisor.supervision import peer_note, should_relaunch_peer
+from supervisor.timestamps import timestamp
 from supervisor.updates import Image, refresh_app_server, should_reexec_updater
+from supervisor.worker_control import UPDATER_ARGS
+from supervisor.worker_log import log as log_line
+from supervisor.worker_process import child_environment, keep_lock_across_exec, set_title
 
 # Set on the re-exec'd updater: it resumes the schedule instead of starting over.
 RESUMED_ENV = "CODEXD_UPDATER_RESUMED"
-# A long sleep wakes this often to rotate the workers' logs.
-LOG_CHECK_SECONDS = 300.0
+# Ends the updater; USR1 runs a pass now, USR2 logs its state; the rest are noted and
+# ignored.
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
+HANDLED_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGHUP,
+    signal.SIGTSTP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+)
 
 
 class Stopping(Exception):
@@ -80,38 +98,75 @@ def now() -> str:
     return timestamp(datetime.datetime.now(datetime.timezone.utc))
 
 
-def timestamp(moment: datetime.datetime) -> str:
-    return moment.isoformat(timespec="seconds")
-
-
 def log(message: str) -> None:
-    print(f"{now()} codexd updater[{os.getpid()}]: {message}", file=sys.stderr, flush=True)
+    log_line("updater", message)
 
 
 class Updater:
     def __init__(self, paths: HomePaths) -> None:
         self.paths = paths
         self.daemon = Daemon(paths)
-        self.inbox = SignalInbox((signal.SIGTERM, signal.SIGINT, signal.SIGUSR1))
+        self.inbox = SignalInbox(HANDLED_SIGNALS)
         self.initial_delay, self.interval = config.update_schedule()
         self.install_timeout = config.install_timeout_seconds()
         self.log_settings = config.log_settings()
+        self.keeper_seen: WorkerState | None = None  # as the last health check saw it
+        # Between passes it wakes this often to heal the keeper and bound the logs.
+        self.check_interval = max(
+            config.seconds_from_env(config.WATCHDOG_ENV, config.WATCHDOG_SECONDS), 0.1
+        )
 
     # -- waiting -----------------------------------------------------------------
 
     def handle(self, signums: list[int]) -> bool:
         """Act on signals received; True when SIGUSR1 asked for a pass now."""
-        if signal.SIGTERM in signums or signal.SIGINT in signums:
-            raise Stopping
+        for signum in signums:
+            name = signal.Signals(signum).name
+            if signum in STOP_SIGNALS:
+                log(f"{name}: stopping")
+                raise Stopping
+            if signum == signal.SIGUSR2:
+                log(f"{self.describe_schedule()}; next pass in {self.next_pass_in():g} s")
+            elif signum != signal.SIGUSR1:
+                log(f"{name}: ignored")
         return signal.SIGUSR1 in signums
+
+    def next_pass_in(self) -> float:
+        return max(self.next_pass_due - time.monotonic(), 0.0)
 
     def sleep(self, seconds: float) -> None:
         """Until `seconds` pass or SIGUSR1 asks for a pass now; SIGTERM raises Stopping."""
-        deadline = time.monotonic() + seconds
-        while (remaining := deadline - time.monotonic()) > 0:
-            if self.handle(self.inbox.wait(min(remaining, LOG_CHECK_SECONDS))):
+        self.next_pass_due = time.monotonic() + seconds
+        while (remaining := self.next_pass_in()) > 0:
+            if self.handle(self.inbox.wait(min(remaining, self.check_interval))):
                 return
+            self.heal_keeper()
             self.rotate_logs()
+
+    def heal_keeper(self) -> None:
+        """Relaunch a keeper that died without being asked (its record left behind: a
+        SIGKILL, the OOM killer), under daemon.lock. A stopped keeper removed its record;
+        a failed one marked it: neither comes back."""
+        try:
+            state = self.daemon.observe().state
+        except DaemonError as error:  # an unreadable record: a person must look
+            log(f"cannot check the keeper: {error}")
+            return
+        note = peer_note("keeper", self.keeper_seen, state)
+        self.keeper_seen = state
+        if note is not None:
+            log(note)
+        if not should_relaunch_peer(state):
+            return
+        try:
+            with self.daemon.operation_lock(self.acquire_patiently):
+                if not should_relaunch_peer(self.daemon.observe().state):
+                    return
+                settings = self.daemon.load_settings()
+                pid, _ = self.daemon.launch_app_server(settings)
+            log(f"relaunched the keeper (pid {pid}): it had died without being asked")
+        except DaemonError as error:
+            log(f"cannot relaunch the keeper: {error}")
 
     def rotate_logs(self) -> None:
         """Copy-truncate a worker log grown past CODEXD_LOG_MAX_BYTES."""
@@ -131,10 +186,16 @@ class Updater:
 
     def run(self) -> int:
         resumed = os.environ.pop(RESUMED_ENV, None) == "1"
-        log(f"{'resumed after re-exec' if resumed else 'started'}; {self.describe_schedule()}")
+        first = self.interval if resumed else self.initial_delay
+        log(
+            f"{'resumed after re-exec' if resumed else 'started'}; {self.describe_schedule()}; "
+            f"first pass in {first:g} s"
+        )
         self.end_orphaned_installer()
+        with contextlib.suppress(DaemonError):
+            self.keeper_seen = self.daemon.observe().state
         try:
-            self.sleep(self.interval if resumed else self.initial_delay)
+            self.sleep(first)
             while True:
                 self.run_pass()
                 self.sleep(self.interval)
@@ -206,7 +267,7 @@ class Updater:
             return "no release source"
         command = installer_command(source)
         log(f"running installer from {source.kind} {source.location}")
-        env = {**os.environ, "CODEX_HOME": str(self.paths.home)}
+        env = {**child_environment(), "CODEX_HOME": str(self.paths.home)}
         if source.kind == "channel":
             env[config.CHANNEL_ENV] = source.location
         # The installer is recorded before it may start, so that, should this updater be
@@ -273,12 +334,15 @@ class Updater:
         )
         log(f"re-executing from {managed_path} ({digest})")
         self.inbox.close()
-        env = {**os.environ, RESUMED_ENV: "1"}
+        lock = lock_path_for(self.paths.updater_record)
+        keep_lock_across_exec(lock, keep=True)
+        env = {**child_environment(), RESUMED_ENV: "1"}
         try:
             os.execve(managed_path, [str(managed_path), *UPDATER_ARGS], env)
         except OSError as error:
+            keep_lock_across_exec(lock, keep=False)
             write_record(self.paths.updater_record, own)
-            self.inbox = SignalInbox((signal.SIGTERM, signal.SIGINT, signal.SIGUSR1))
+            self.inbox = SignalInbox(HANDLED_SIGNALS)
             raise DaemonError(f"cannot re-execute {managed_path}: {error}") from error
 
     # -- state -------------------------------------------------------------------
@@ -318,4 +382,7 @@ class Updater:
 
 
 def run_update_loop(home: Path) -> int:
-    return Updater(HomePaths(home)).run()
+    paths = HomePaths(home)
+    set_title(f"codexd updater {home}")
+    keep_lock_across_exec(lock_path_for(paths.updater_record), keep=False)
+    return Updater(paths).run()

@@ -1,11 +1,13 @@
 """What must hold for a home whenever no codexd command runs, whatever happened before.
 
-- at most one app-server and at most one updater serve the home;
-- the pid record names the app-server (pid and start time) and its `.pid.lock` is
-  held exactly while one runs; the same for the updater;
+- at most one keeper, one app-server and one updater serve the home; an app-server
+  runs only as its keeper's child (none outlives its keeper);
+- the pid record names the keeper (pid and start time) and the app-server it runs,
+  and `app-server.pid.lock` is held exactly while a keeper runs, by the keeper alone
+  (nothing it started has the lock open); the same for the updater and its lock;
 - nobody holds `daemon.lock`;
-- every live process whose environment names the home is accounted for: the
-  app-server, the updater and the installer it runs, or one the caller lists;
+- every live process whose environment names the home is accounted for: the keeper
+  and what runs below it, the updater and its installer, or one the caller lists;
 - settings.json, when present, is the JSON object codexd writes; the state dir is
   0700 and every state file in it 0600;
 - a running app-server answers the `initialize` handshake within 2 s.
@@ -13,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import stat
 from dataclasses import dataclass
@@ -22,18 +25,21 @@ from typing import Any
 import psutil
 
 from supervisor.control_socket import ProbeError, probe
-from supervisor.locks import FlockLock
+from supervisor.locks import FlockLock, lock_holders
 from supervisor.paths import HomePaths, lock_path_for
-from tests.conftest import processes_of_home, wait_for
+from tests.conftest import command_line, processes_of_home, wait_for
 
 PROBE_TIMEOUT_SECONDS = 2.0
-# A process killed a moment ago (and a worker it was launching) needs a moment to go.
+LOCK_SETTLE_SECONDS = 2.0
+# A process killed a moment ago (and a worker it was launching) needs a moment to go;
+# a keeper whose app-server just died restarts it within its restart delay.
 SETTLE_SECONDS = 15.0
 STATE_FILES = ("settings.json", "app-server.pid", "app-server-updater.pid", "daemon.lock")
 
 
 @dataclass(frozen=True)
 class HomeState:
+    keeper: int | None
     app_server: int | None
     updater: int | None
     remote_control: bool | None  # settings.json's value, None when absent
@@ -50,15 +56,25 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _role(process: psutil.Process) -> str:
-    try:
-        cmdline = process.cmdline()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+    """What a process of the home is, by its title (or, before a worker sets its title,
+    its command line)."""
+    line = f" {command_line(process)} "
+    if not line.strip():
         return "gone"
-    if "pid-update-loop" in cmdline:
+    if line.startswith(" codexd updater ") or " app-server daemon pid-update-loop " in line:
         return "updater"
-    if "app-server" in cmdline and "--listen" in cmdline:
+    if line.startswith(" codexd probe "):
+        return "probe"
+    if line.startswith(" codexd keeper ") or " app-server daemon keeper " in line:
+        # A probe the keeper forked, caught before it set its own title.
+        with contextlib.suppress(psutil.Error):
+            parent = process.parent()
+            if parent is not None and command_line(parent) == command_line(process):
+                return "probe"
+        return "keeper"
+    if " app-server --listen " in line:
         return "app-server"
-    return "other: " + " ".join(cmdline)
+    return "other: " + line.strip()
 
 
 def _describe(processes: list[psutil.Process]) -> str:
@@ -84,13 +100,45 @@ def _worker(record_path: Path, role: str, procs: list[psutil.Process]) -> int | 
     assert isinstance(start, float | int) and abs(start - process.create_time()) < 0.01, (
         f"{record_path} start time {start} is not {role} {process.pid}'s {process.create_time()}"
     )
+    # A child the worker is forking has the lock open until it closes it or execs: a
+    # moment, which a leaked lock outlasts.
+    lock = lock_path_for(record_path)
+    try:
+        wait_for(lambda: lock_holders(lock) == [process.pid], timeout=LOCK_SETTLE_SECONDS)
+    except AssertionError:
+        holders = lock_holders(lock)
+        raise AssertionError(
+            f"{lock} is open in {holders}, not only in {role} {process.pid}"
+        ) from None
     return process.pid
 
 
-def _under_updater(process: psutil.Process) -> bool:
-    """A child of a live updater: the installer of a pass in progress."""
+def _app_server(keeper: int | None, record_path: Path, procs: list[psutil.Process]) -> int | None:
+    """The one app-server, a child of the keeper, named in the keeper's record. (What
+    runs below it may look like one: a subshell of the managed binary's script.)"""
+    live = [
+        process
+        for process in procs
+        if _role(process) == "app-server"
+        and (process.ppid() == keeper or not _under(process, ("keeper",)))
+    ]
+    assert len(live) <= 1, f"more than one app-server: {_describe(live)}"
+    if not live:
+        return None
+    process = live[0]
+    assert keeper is not None, f"app-server {process.pid} runs without a keeper"
+    assert process.ppid() == keeper, f"app-server {process.pid} is not keeper {keeper}'s child"
+    record = _read_json(record_path) or {}
+    named = record.get("appServerPid")
+    assert named == process.pid, f"{record_path} names app-server {named}, not {process.pid}"
+    return process.pid
+
+
+def _under(process: psutil.Process, roles: tuple[str, ...]) -> bool:
+    """Below a live keeper (what the app-server started, a probe) or updater (the
+    installer of a pass in progress)."""
     try:
-        return any(_role(parent) == "updater" for parent in process.parents())
+        return any(_role(parent) in roles for parent in process.parents())
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 
@@ -100,14 +148,17 @@ def _unaccounted(home: Path, allowed: set[int]) -> list[psutil.Process]:
         process
         for process in processes_of_home(home)
         if process.pid not in allowed
-        and _role(process) not in ("app-server", "updater")
-        and not _under_updater(process)
+        and _role(process) not in ("keeper", "updater")
+        and not _under(process, ("keeper", "updater"))
     ]
 
 
-def check_home(home: Path, *, allow: set[int] | None = None, answers: bool = True) -> HomeState:
+def check_home(
+    home: Path, *, allow: set[int] | None = None, answers: bool = True, busy: bool = False
+) -> HomeState:
     """Assert every invariant above; return what runs. `allow` lists pids of processes
-    the caller started itself (a bystander, a client it still runs)."""
+    the caller started itself (a bystander, a client it still runs); `busy`: an updater
+    runs passes back to back, so daemon.lock may be held."""
     paths = HomePaths(home)
     allowed = set(allow or ())
     # A CLI or launcher killed just now may take a moment to vanish; nothing else may.
@@ -117,10 +168,12 @@ def check_home(home: Path, *, allow: set[int] | None = None, answers: bool = Tru
         orphans = _describe(_unaccounted(home, allowed))
         raise AssertionError(f"orphaned processes of {home}: {orphans}") from None
     procs = processes_of_home(home)
-    app_server = _worker(paths.app_server_record, "app-server", procs)
+    keeper = _worker(paths.app_server_record, "keeper", procs)
+    app_server = _app_server(keeper, paths.app_server_record, procs)
     updater = _worker(paths.updater_record, "updater", procs)
 
-    assert not FlockLock(paths.daemon_lock).is_locked(), f"{paths.daemon_lock} is still held"
+    if not busy:
+        assert not FlockLock(paths.daemon_lock).is_locked(), f"{paths.daemon_lock} is still held"
 
     settings = _read_json(paths.settings_file)
     remote_control: bool | None = None
@@ -144,4 +197,4 @@ def check_home(home: Path, *, allow: set[int] | None = None, answers: bool = Tru
             raise AssertionError(
                 f"app-server {app_server} runs but does not answer: {error}"
             ) from error
-    return HomeState(app_server, updater, remote_control)
+    return HomeState(keeper, app_server, updater, remote_control)

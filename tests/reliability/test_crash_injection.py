@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from supervisor.config import PAUSE_ENV
-from tests.conftest import Home, is_gone, wait_for
+from tests.conftest import Home, is_gone, processes_of_home, updater_pids, wait_for
 from tests.reliability.invariants import check_home
 
 SETTLE_SECONDS = 15.0
@@ -191,7 +191,7 @@ def test_app_server_killed_at_random_moments(home: Home, rng: random.Random, ful
         assert state.app_server is not None, where
 
 
-def test_updater_killed_at_random_moments_is_replaced_by_bootstrap(
+def test_updater_killed_at_random_moments_is_relaunched_by_the_keeper(
     home: Home, rng: random.Random, full: bool, tmp_path: Path
 ) -> None:
     # A channel whose installer takes a moment and installs nothing new, and a schedule
@@ -203,22 +203,31 @@ def test_updater_killed_at_random_moments_is_replaced_by_bootstrap(
         CODEXD_CHANNEL=str(channel),
         CODEXD_UPDATE_INITIAL_DELAY_SECONDS="0",
         CODEXD_UPDATE_INTERVAL_SECONDS="0.1",
+        CODEXD_WATCHDOG_SECONDS="0.5",
     )
+    assert home.ok("bootstrap")["status"] == "bootstrapped"
     for round_number in range(12 if full else 3):
-        assert home.ok("bootstrap")["status"] == "bootstrapped"
-        updater = check_home(home.path).updater
-        assert updater is not None
+        state = check_home(home.path, busy=True)
+        assert state.updater is not None and state.keeper is not None
         delay = rng.uniform(0.0, 1.0)
         with pytest.raises(psutil.TimeoutExpired):
-            psutil.Process(updater).wait(timeout=delay)  # the random moment
-        os.kill(updater, signal.SIGKILL)
-        wait_for(functools.partial(is_gone, updater), what=f"updater {updater} to die")
-        where = f"round {round_number}: updater killed {delay:.3f} s after bootstrap"
-        state = check_home(home.path)
-        assert state.updater is None, where
-        assert state.app_server is not None, where
-    assert home.ok("bootstrap")["status"] == "bootstrapped"
-    assert check_home(home.path).updater is not None
+            psutil.Process(state.updater).wait(timeout=delay)  # the random moment
+        os.kill(state.updater, signal.SIGKILL)
+        wait_for(functools.partial(is_gone, state.updater), what="the updater to die")
+        where = f"round {round_number}: updater killed {delay:.3f} s after it started"
+
+        def relaunched(killed: int = state.updater) -> bool:
+            # Its title is set and its record names it: the launch is over.
+            pids = updater_pids(home.path)
+            record = home.paths.updater_record
+            return (
+                bool(pids)
+                and pids != [killed]
+                and f'"pid": {pids[0]},' in (record.read_text() if record.exists() else "")
+            )
+
+        wait_for(relaunched, timeout=SETTLE_SECONDS, what=f"a new updater ({where})")
+        assert check_home(home.path, busy=True).keeper == state.keeper, where
 
 
 def test_an_updater_killed_mid_install_leaves_no_installer_behind(
@@ -242,3 +251,74 @@ def test_an_updater_killed_mid_install_leaves_no_installer_behind(
 
     assert home.ok("bootstrap")["status"] == "bootstrapped"
     check_home(home.path)  # the hung installer of the killed updater is gone too
+
+
+# -- the keeper killed at its own pause points -------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeeperCrash:
+    point: str
+    command: str  # what makes the keeper reach the point
+    # A job the app-server starts that ignores SIGTERM: only a SIGKILL ends it.
+    job: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.command}@{self.point}{'+job' if self.job else ''}"
+
+
+KEEPER_CRASHES = [
+    # Its first app-server forked, the record not yet naming it: `start` waits for it.
+    KeeperCrash("keeper-spawned", "start"),
+    # SIGTERM sent to the app-server by `stop`; the keeper dies in the grace window.
+    KeeperCrash("keeper-terminating", "stop"),
+    KeeperCrash("keeper-terminating", "stop", job=True),
+    # The app-server is gone; SIGTERM sent to what it left, which ignores it.
+    KeeperCrash("keeper-ending", "stop", job=True),
+]
+STUBBORN_JOB = "(trap '' TERM; exec sleep 600) &"
+
+
+@pytest.mark.parametrize("crash", KEEPER_CRASHES, ids=str)
+def test_a_keeper_killed_at_a_pause_point_leaves_nothing_behind(
+    home: Home, tmp_path: Path, crash: KeeperCrash
+) -> None:
+    managed = home.paths.managed_binary
+    if crash.job:
+        managed.write_text(
+            f'#!/bin/sh\ncase " $* " in *" --listen "*) {STUBBORN_JOB} ;; esac\n'
+            + managed.read_text().split("\n", 1)[1]
+        )
+    marker = tmp_path / "paused"
+    pause = {PAUSE_ENV: f"{crash.point}:{marker}"}
+    if crash.command == "start":
+        cli = home.spawn("start", env=pause)
+    else:
+        home.ok("start", env=pause)
+        cli = home.spawn(crash.command)
+    wait_for(
+        lambda: marker.exists() and marker.read_text().endswith("\n"),
+        timeout=SETTLE_SECONDS,
+        what=f"the keeper to pause at {crash.point}",
+    )
+    keeper = int(marker.read_text())
+    os.kill(keeper, signal.SIGKILL)
+    stdout, stderr = cli.communicate(timeout=COMMAND_DEADLINE_SECONDS)
+    assert_well_formed(str(crash), cli.returncode, stdout, stderr)
+    wait_for(lambda: is_gone(keeper), what=f"keeper {keeper} to die")
+    # No app-server outlives its keeper (the kernel's parent-death signal), and a stop
+    # ends what the dead keeper's app-server left, SIGTERM-proof jobs too.
+    wait_for(lambda: home.app_server_pids() == [], what="the app-server to die with its keeper")
+    if crash.command == "stop":
+        assert cli.returncode == 0, stderr
+        assert processes_of_home(home.path) == []
+
+    # The next command starts afresh and ends whatever the dead keeper left.
+    home.install_managed_shim()
+    started = home.run("start")
+    assert started.returncode == 0, f"{crash}: then start failed: {started.stderr}"
+    state = check_home(home.path)
+    assert state.keeper is not None and state.app_server is not None
+    assert home.ok("stop")["status"] == "stopped"
+    assert home.nothing_runs()
+    check_home(home.path)

@@ -107,7 +107,7 @@ def test_the_record_of_a_live_server_overwritten_to_name_a_stranger_is_refused(
     message = error_of(home, "stop")
     assert str(home.paths.app_server_record) in message, message
     assert_untouched(bystander)
-    assert home.app_server_pids() == [pid]
+    assert home.keeper_pids() == [pid]
     assert home.ok("version")["appServerVersion"] == "0.1.0"
 
 
@@ -147,7 +147,7 @@ def test_a_read_only_state_dir_fails_clearly_and_changes_nothing(home: Home) -> 
         # `version` takes no lock and writes nothing: it still answers.
         assert home.ok("version")["appServerVersion"] == "0.1.0"
         assert home.paths.settings_file.read_bytes() == SETTINGS_OFF
-        assert home.app_server_pids() == [pid]
+        assert home.keeper_pids() == [pid]
     check_home(home.path)
     assert home.ok("enable-remote-control")["status"] == "enabled"
     check_home(home.path)
@@ -202,17 +202,23 @@ def long_home(tmp_path: Path) -> Iterator[Home]:
         shutil.rmtree(runtime)
 
 
-@pytest.mark.parametrize("how", ["mode 0777", "another owner", "tag of another owner", "symlink"])
+def test_a_loose_socket_directory_of_ours_is_tightened(long_home: Home) -> None:
+    runtime = Path(long_home.env["XDG_RUNTIME_DIR"])
+    parent = private_socket_dir(long_home.paths.socket_path, os.getuid(), str(runtime)).parent
+    parent.mkdir()
+    parent.chmod(0o777)
+    assert long_home.ok("start")["status"] == "started"
+    assert stat.S_IMODE(parent.stat().st_mode) == 0o700
+    check_home(long_home.path)
+
+
+@pytest.mark.parametrize("how", ["another owner", "tag of another owner", "symlink"])
 def test_a_socket_directory_someone_else_made_is_refused(long_home: Home, how: str) -> None:
     home = long_home
     runtime = Path(home.env["XDG_RUNTIME_DIR"])
     private = private_socket_dir(home.paths.socket_path, os.getuid(), str(runtime))
     parent = private.parent
-    if how == "mode 0777":
-        parent.mkdir()
-        parent.chmod(0o777)
-        suspect = parent
-    elif how == "another owner":
+    if how == "another owner":
         parent.mkdir(mode=0o700)
         os.chown(parent, 4242, 4242)
         suspect = parent
@@ -270,15 +276,17 @@ def test_a_symlinked_state_file_is_never_written_through(
         else:
             assert target.read_bytes() == content, f"{command} wrote through {link}"
 
-    check_home(home.path)
-    if name.endswith(".lock"):
-        # Refused with a message that names the link; removing it is the fix.
+    if name != "app-server.pid":
+        # Refused with a message that names the link (a lock is never followed, nor is
+        # settings.json read through one); removing it is the fix.
         message = error_of(home, "start")
         assert str(link) in message, message
         link.unlink()
+    check_home(home.path)
+    # A stale record is removed, link or not, and never followed.
     assert home.ok("start")["status"] in ("started", "alreadyRunning")
     check_home(home.path)
-    assert not (home.paths.state_dir / name).is_symlink() or name.endswith(".lock")
+    assert not link.is_symlink()
 
 
 def test_a_symlinked_log_is_never_written_through(home: Home, tmp_path: Path) -> None:

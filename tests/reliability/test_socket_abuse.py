@@ -42,8 +42,11 @@ def server(home: Home) -> Iterator[tuple[Home, int]]:
     pid: int = home.ok("start")["pid"]
     yield home, pid
     # The abuse must not have cost the server its life or its record.
+    app_server = home.serving(pid)
     state = check_home(home.path)
-    assert state.app_server == pid, f"app-server {pid} did not survive"
+    assert state.keeper == pid and state.app_server == app_server, (
+        f"app-server {app_server} of keeper {pid} did not survive"
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,145 @@
+"""Process facts read straight from /proc: who descends from whom, who is in a
+session, who has a file open.
+
+Read by hand rather than through psutil: the keeper asks these questions and must stay
+small (psutil alone would add 2 MB to its memory), and each is one pass over /proc.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    """The fields of /proc/<pid>/stat codexd uses."""
+
+    pid: int
+    state: str  # "R", "S", "Z" (zombie), ...
+    ppid: int
+    pgid: int
+    sid: int
+    start_ticks: int  # clock ticks after boot
+
+    @property
+    def is_zombie(self) -> bool:
+        return self.state in ("Z", "X")
+
+
+def parse_stat(pid: int, text: bytes) -> ProcStat | None:
+    """/proc/<pid>/stat's line; the command name (field 2) may hold spaces and
+    parentheses, so the fields are split after its last `)`."""
+    try:
+        fields = text.rsplit(b")", 1)[1].split()
+        return ProcStat(
+            pid=pid,
+            state=fields[0].decode(),
+            ppid=int(fields[1]),
+            pgid=int(fields[2]),
+            sid=int(fields[3]),
+            start_ticks=int(fields[19]),
+        )
+    except (IndexError, ValueError):
+        return None
+
+
+def proc_stat(pid: int) -> ProcStat | None:
+    """None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return parse_stat(pid, stat.read())
+    except OSError:
+        return None
+
+
+def all_processes() -> Iterator[ProcStat]:
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                stat = proc_stat(int(entry.name))
+                if stat is not None:
+                    yield stat
+
+
+def descendants_in(processes: list[ProcStat], root: int) -> list[ProcStat]:
+    """Every live process below `root` in the parent tree, zombies left out (they
+    hold nothing but an exit status)."""
+    children: dict[int, list[ProcStat]] = {}
+    for process in processes:
+        children.setdefault(process.ppid, []).append(process)
+    found: list[ProcStat] = []
+    pending = [root]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            if child.pid == root or child in found:
+                continue
+            found.append(child)
+            pending.append(child.pid)
+    return [process for process in found if not process.is_zombie]
+
+
+def descendants(root: int) -> list[ProcStat]:
+    return descendants_in(list(all_processes()), root)
+
+
+def session_members(sid: int, started_after_ticks: int) -> list[ProcStat]:
+    """Live processes of session `sid` that started at or after `started_after_ticks`:
+    what a dead keeper's app-server left behind (a session id outlives its leader, so
+    the start time keeps a reused one out)."""
+    return [
+        process
+        for process in all_processes()
+        if process.sid == sid
+        and process.start_ticks >= started_after_ticks
+        and not process.is_zombie
+        and process.pid != os.getpid()
+    ]
+
+
+def environment_value(pid: int, name: str) -> str | None:
+    """`name` in the environment process `pid` started with; None when unset or not
+    readable (another user's process)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as environ:
+            entries = environ.read().split(b"\0")
+    except OSError:
+        return None
+    prefix = os.fsencode(name) + b"="
+    for entry in entries:
+        if entry.startswith(prefix):
+            return os.fsdecode(entry[len(prefix) :])
+    return None
+
+
+def has_open(pid: int, path: Path) -> bool:
+    """Whether process `pid` has `path` open (compared by device and inode)."""
+    try:
+        target = os.stat(path)
+    except OSError:
+        return False
+    with contextlib.suppress(OSError):
+        for fd in os.scandir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                opened = os.stat(fd.path)
+                if (opened.st_dev, opened.st_ino) == (target.st_dev, target.st_ino):
+                    return True
+    return False
+
+
+def open_fds_of(path: Path) -> list[int]:
+    """This process's file descriptors open on `path`."""
+    try:
+        target = os.stat(path)
+    except OSError:
+        return []
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            opened = os.fstat(int(name))
+            if (opened.st_dev, opened.st_ino) == (target.st_dev, target.st_ino):
+                found.append(int(name))
+    return found

@@ -1,0 +1,631 @@
+"""The keeper (`codexd app-server daemon keeper`): the resident process that owns one
+app-server.
+
+Launched detached like the updater; it holds `app-server.pid.lock` (close-on-exec, so
+nothing it starts inherits it) and is a child subreaper, so whatever the app-server
+starts comes back to it when orphaned. It starts the managed binary's
+`app-server --listen unix://` as its child (own process group, SIGKILLed by the kernel
+if the keeper dies), probes it, restarts it when it crashes or hangs, gives up on a
+crash loop, and on SIGTERM stops it and everything below it (systemd's
+`KillMode=mixed`).
+
+One loop, one wait: on the signal inbox (SIGCHLD included) with a timeout at the next
+deadline. Probes run in a forked child, so a hung app-server never blocks the loop.
+The decisions are `supervisor.supervision`'s; this module gathers facts and acts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import signal
+import socket
+import stat
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from supervisor import config
+from supervisor.decisions import WorkerState
+from supervisor.descriptors import raise_open_file_limit
+from supervisor.faults import pause_point
+from supervisor.paths import HomePaths, lock_path_for
+from supervisor.pidrecord import (
+    ChildRecord,
+    ExitReport,
+    KeeperReport,
+    PidRecord,
+    read_record,
+    remove_record,
+    write_record,
+)
+from supervisor.prctl import set_child_subreaper, set_parent_death_signal
+from supervisor.procfs import descendants, open_fds_of
+from supervisor.signals import SignalInbox
+from supervisor.supervision import (
+    Action,
+    Event,
+    ExitKind,
+    KeeperState,
+    RestartPolicy,
+    consecutive_failures,
+    describe_exit,
+    exit_event,
+    exit_kind,
+    is_crash_loop,
+    peer_note,
+    restart_delay,
+    should_relaunch_peer,
+    transition,
+    unresponsive_event,
+    watchdog_probe_timeout,
+)
+from supervisor.worker_log import log as log_line
+from supervisor.worker_process import child_environment, keep_lock_across_exec, set_title
+
+# Signals that end the keeper deliberately; HUP restarts the app-server; USR1 probes now
+# and logs the state; the rest are noted and ignored (a stopped keeper keeps nothing).
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
+HANDLED_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGCHLD,
+    signal.SIGTSTP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+)
+# Dispositions an app-server must start with: SIG_IGN survives exec (Python ignores
+# SIGPIPE), handled signals are reset by the exec itself.
+_CHILD_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+# Readiness probes follow each other this closely: a `start` waits for the first answer.
+READY_POLL_SECONDS = 0.025
+# What is left below a stopped app-server gets this long between TERM and KILL.
+DESCENDANT_GRACE_SECONDS = 5.0
+LOG_CHECK_SECONDS = 10.0
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def log(message: str) -> None:
+    log_line("keeper", message)
+
+
+class Keeper:
+    def __init__(self, paths: HomePaths, record: PidRecord, lock_fds: list[int]) -> None:
+        self.paths = paths
+        self.record = record
+        # The lock's fds: a forked child closes them first, so only the keeper holds it.
+        self.lock_fds = lock_fds
+        self.managed_binary = record.executable
+        self.policy = RestartPolicy(
+            first_delay=config.seconds_from_env(
+                config.RESTART_DELAY_ENV, config.RESTART_DELAY_SECONDS
+            ),
+            burst=config.count_from_env(config.RESTART_BURST_ENV, config.RESTART_BURST, 1),
+            window=config.seconds_from_env(
+                config.RESTART_WINDOW_ENV, config.RESTART_WINDOW_SECONDS
+            ),
+        )
+        self.watchdog_interval = max(
+            config.seconds_from_env(config.WATCHDOG_ENV, config.WATCHDOG_SECONDS), 0.1
+        )
+        self.grace = config.stop_grace_seconds()
+        self.log_settings = config.log_settings()
+        self.inbox = SignalInbox(HANDLED_SIGNALS)
+
+        self.state = KeeperState.LAUNCHING
+        self.state_since = now_iso()
+        self.restarts = 0
+        self.last_exit: ExitReport | None = None
+        self.failure: str | None = None
+        self.failure_times: list[float] = []  # monotonic, of unasked exits and hangs
+        self.failed_exits: list[ExitReport] = []
+        self.consecutive = 0
+
+        # The app-server now running, if any.
+        self.child_pid: int | None = None
+        self.child_started = 0.0  # monotonic
+        self.asked_reason: str | None = None  # why we sent it TERM/KILL, if we did
+        self.pending_reason: str | None = None  # why we are about to ask
+        # Deadlines (monotonic), None when not armed.
+        self.ready_deadline: float | None = None
+        self.next_probe: float | None = None
+        self.grace_deadline: float | None = None
+        self.backoff_until: float | None = None
+        self.next_health_check = time.monotonic() + self.watchdog_interval
+        self.next_log_check = time.monotonic() + LOG_CHECK_SECONDS
+        self.updater_seen: WorkerState | None = None  # as the last health check saw it
+        # The probe in flight: its pid and the pipe it reports the version on.
+        self.probe_pid: int | None = None
+        self.probe_pipe: int | None = None
+        self.probe_failures = 0
+
+    # -- the loop ------------------------------------------------------------------
+
+    def run(self) -> int:
+        log(f"started for {self.paths.home}; app-server from {self.managed_binary}")
+        self.spawn()
+        self.publish()
+        while self.state not in (KeeperState.STOPPED, KeeperState.FAILED):
+            timeout = self.next_deadline() - time.monotonic()
+            for signum in self.inbox.wait(max(timeout, 0)):
+                self.on_signal(signum)
+            self.reap()
+            self.on_deadlines()
+        return 0 if self.state is KeeperState.STOPPED else 1
+
+    def next_deadline(self) -> float:
+        deadlines = [
+            self.next_health_check,
+            self.next_log_check,
+            *(
+                moment
+                for moment in (
+                    self.ready_deadline,
+                    self.next_probe if self.probe_pid is None else None,
+                    self.grace_deadline,
+                    self.backoff_until,
+                )
+                if moment is not None
+            ),
+        ]
+        return min(deadlines)
+
+    def handle(self, event: Event) -> None:
+        step = transition(self.state, event)
+        if step.state is not self.state:
+            log(f"{self.state.value} -> {step.state.value} ({event.value})")
+            self.state = step.state
+            self.state_since = now_iso()
+        for action in step.actions:
+            self.act(action)
+        self.publish()
+
+    # -- facts into events -----------------------------------------------------------
+
+    def on_signal(self, signum: int) -> None:
+        if signum == signal.SIGCHLD:
+            return  # reap() follows
+        name = signal.Signals(signum).name
+        if signum in STOP_SIGNALS:
+            log(f"{name}: stopping")
+            self.pending_reason = "stopped"
+            self.handle(Event.STOP)
+        elif signum == signal.SIGHUP:
+            log("SIGHUP: restarting the app-server")
+            self.pending_reason = "restart requested (SIGHUP)"
+            self.handle(Event.RESTART)
+        elif signum == signal.SIGUSR1:
+            log(self.describe())
+            self.next_probe = time.monotonic()
+        else:
+            log(f"{name}: ignored")
+
+    def describe(self) -> str:
+        busy = len(self.app_server_descendants())
+        return (
+            f"state {self.state.value}, app-server pid {self.child_pid}, "
+            f"{self.restarts} restarts, {busy} processes below the app-server"
+        )
+
+    def reap(self) -> None:
+        """Collect every exit: the app-server's, a probe's, and any orphan's."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.child_pid:
+                self.on_app_server_exit(status)
+            elif pid == self.probe_pid:
+                self.on_probe_result(os.waitstatus_to_exitcode(status) == 0)
+
+    def on_app_server_exit(self, status: int) -> None:
+        signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+        description = describe_exit(code, signum)
+        ran = time.monotonic() - self.child_started
+        kind = exit_kind(code, signum, asked=self.asked_reason is not None)
+        now = time.monotonic()
+        crash_loop = False
+        if kind is ExitKind.CRASH:
+            reason = "crashed"
+            crash_loop = self.note_failure(now, ran)
+        elif kind is ExitKind.DELIBERATE:
+            reason = "stopped by someone else"
+        else:
+            reason = self.asked_reason or "stopped"
+        self.last_exit = ExitReport(now_iso(), description, reason)
+        if kind is ExitKind.CRASH:
+            self.failed_exits.append(self.last_exit)
+        log(f"app-server pid {self.child_pid} exited: {description} ({reason}) after {ran:.1f} s")
+        self.child_pid = None
+        self.asked_reason = None
+        self.ready_deadline = self.next_probe = self.grace_deadline = None
+        self.end_probe()
+        self.handle(exit_event(kind, crash_loop))
+
+    def note_failure(self, now: float, ran: float) -> bool:
+        """Count a crash or a hang; True when it makes a crash loop."""
+        self.failure_times = [*self.failure_times, now][-max(self.policy.burst, 1) :]
+        self.consecutive = consecutive_failures(self.consecutive, ran)
+        if is_crash_loop(self.failure_times, now, self.policy):
+            self.failure = (
+                f"{len(self.failure_times)} failures within {self.policy.window:g} s "
+                "(crash loop); not restarting"
+            )
+            return True
+        return False
+
+    def on_probe_result(self, answered: bool) -> None:
+        version = self.read_probe_version()
+        self.probe_pid = None
+        now = time.monotonic()
+        if self.child_pid is None:
+            return
+        if answered:
+            self.probe_failures = 0
+            if self.state in (KeeperState.LAUNCHING, KeeperState.STARTING):
+                log(f"app-server pid {self.child_pid} answers (version {version or '?'})")
+                self.ready_deadline = None
+                if version and version != self.record.version:
+                    self.record = self.record.with_version(version)
+                self.handle(Event.READY)
+            self.next_probe = now + self.watchdog_interval
+            return
+        if self.state in (KeeperState.LAUNCHING, KeeperState.STARTING):
+            self.next_probe = now + READY_POLL_SECONDS
+            return
+        if self.state is not KeeperState.RUNNING:
+            return
+        self.probe_failures += 1
+        log(f"watchdog: app-server pid {self.child_pid} did not answer ({self.probe_failures})")
+        if self.probe_failures >= 3:
+            self.on_unresponsive("unresponsive")
+        else:
+            self.next_probe = now + self.watchdog_interval
+
+    def on_unresponsive(self, why: str) -> None:
+        now = time.monotonic()
+        crash_loop = self.note_failure(now, now - self.child_started)
+        self.failed_exits.append(ExitReport(now_iso(), why, "unresponsive"))
+        self.pending_reason = "unresponsive"
+        self.probe_failures = 0
+        self.handle(unresponsive_event(crash_loop))
+
+    def on_deadlines(self) -> None:
+        now = time.monotonic()
+        if self.grace_deadline is not None and now >= self.grace_deadline:
+            self.grace_deadline = None
+            self.handle(Event.GRACE_OVER)
+        if self.backoff_until is not None and now >= self.backoff_until:
+            self.backoff_until = None
+            self.handle(Event.BACKOFF_OVER)
+        if self.ready_deadline is not None and now >= self.ready_deadline:
+            self.ready_deadline = None
+            self.end_probe()
+            log(
+                f"app-server pid {self.child_pid} did not answer within "
+                f"{config.START_TIMEOUT_SECONDS:g} s of its start"
+            )
+            self.on_unresponsive(f"no answer within {config.START_TIMEOUT_SECONDS:g} s")
+        if self.next_probe is not None and self.probe_pid is None and now >= self.next_probe:
+            self.next_probe = None
+            self.start_probe()
+        if now >= self.next_health_check:
+            self.next_health_check = now + self.watchdog_interval
+            self.heal_updater()
+        if now >= self.next_log_check:
+            self.next_log_check = now + LOG_CHECK_SECONDS
+            self.bound_logs()
+
+    # -- actions -----------------------------------------------------------------------
+
+    def act(self, action: Action) -> None:
+        if action is Action.SPAWN:
+            self.restarts += 1
+            self.spawn()
+        elif action is Action.TERMINATE:
+            self.signal_app_server(signal.SIGTERM)
+            # As systemd does: a stopped (SIGSTOP) app-server must run to handle TERM.
+            self.signal_app_server(signal.SIGCONT)
+            pause_point("keeper-terminating")
+            self.grace_deadline = time.monotonic() + self.grace
+        elif action is Action.KILL:
+            self.signal_app_server(signal.SIGKILL)
+            self.grace_deadline = time.monotonic() + config.KILL_WAIT_SECONDS
+        elif action is Action.WAIT_BACKOFF:
+            delay = restart_delay(self.consecutive, self.policy)
+            log(f"restarting the app-server in {delay:g} s")
+            self.backoff_until = time.monotonic() + delay
+        elif action is Action.END_DESCENDANTS:
+            self.end_descendants()
+        elif action is Action.EXIT:
+            self.finish()
+
+    def spawn(self) -> None:
+        argv = [self.managed_binary, "app-server", "--listen", "unix://"]
+        if self.record.remote_control_enabled:
+            argv[1:1] = ["--enable", "remote_control"]
+        env = child_environment()
+        keeper = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child, until its exec
+            close_fds(self.lock_fds)
+            become_app_server(keeper, argv, env)
+        self.child_pid = pid
+        self.child_started = time.monotonic()
+        self.asked_reason = None
+        self.probe_failures = 0
+        self.ready_deadline = self.child_started + config.START_TIMEOUT_SECONDS
+        self.next_probe = self.child_started + READY_POLL_SECONDS
+        from supervisor.identity import identity_of, start_ticks
+
+        live = identity_of(pid)
+        self.record = replace(
+            self.record,
+            app_server=ChildRecord(pid, live.start_time if live else time.time(), start_ticks(pid)),
+        )
+        log(f"launched app-server pid {pid}: {' '.join(argv)}")
+        pause_point("keeper-spawned")
+
+    def signal_app_server(self, signum: int) -> None:
+        # Our own unreaped child: its pid cannot have been reused.
+        if self.child_pid is None:
+            return
+        self.asked_reason = self.asked_reason or self.pending_reason or "stopped"
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.child_pid, signum)
+
+    def app_server_descendants(self) -> list[int]:
+        keep = {self.child_pid, self.probe_pid}
+        return [proc.pid for proc in descendants(os.getpid()) if proc.pid not in keep]
+
+    def end_descendants(self) -> None:
+        """TERM what is left below the keeper, a short grace, KILL, and reap it all."""
+        self.end_probe()
+        left = self.app_server_descendants()
+        if not left:
+            return
+        log(f"ending {len(left)} processes left by the app-server: {left}")
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
+        pause_point("keeper-ending")
+        deadline = time.monotonic() + min(DESCENDANT_GRACE_SECONDS, self.grace)
+        while self.app_server_descendants() and time.monotonic() < deadline:
+            self.inbox.wait(0.05)  # SIGCHLD wakes it; other signals wait their turn
+            self.reap_orphans()
+        for pid in self.app_server_descendants():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + config.KILL_WAIT_SECONDS
+        while self.app_server_descendants() and time.monotonic() < deadline:
+            self.inbox.wait(0.05)
+            self.reap_orphans()
+
+    def reap_orphans(self) -> None:
+        """Reap while ending descendants (the app-server is gone by then)."""
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0] != 0:
+                pass
+
+    def finish(self) -> None:
+        self.end_probe()
+        remove_stale_socket(self.paths.socket_path)
+        if self.state is KeeperState.FAILED:
+            log(f"giving up: {self.failure or 'the app-server did not start'}")
+        else:
+            log("stopped")
+
+    # -- probes ----------------------------------------------------------------------
+
+    def start_probe(self) -> None:
+        if self.child_pid is None:
+            return
+        timeout = (
+            watchdog_probe_timeout(self.watchdog_interval)
+            if self.state is KeeperState.RUNNING
+            else min(config.PROBE_TIMEOUT_SECONDS, config.START_TIMEOUT_SECONDS)
+        )
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the probe child
+            os.close(read_end)
+            close_fds(self.lock_fds)
+            set_title(f"codexd probe {self.paths.home}")
+            probe_and_report(self.paths.socket_path, timeout, write_end)
+        os.close(write_end)
+        self.probe_pid, self.probe_pipe = pid, read_end
+
+    def read_probe_version(self) -> str | None:
+        if self.probe_pipe is None:
+            return None
+        try:
+            return os.read(self.probe_pipe, 256).decode(errors="replace").strip() or None
+        except OSError:
+            return None
+        finally:
+            os.close(self.probe_pipe)
+            self.probe_pipe = None
+
+    def end_probe(self) -> None:
+        if self.probe_pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.probe_pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.probe_pid, 0)
+        self.read_probe_version()
+        self.probe_pid = None
+
+    # -- state for status, version and the updater -------------------------------------
+
+    def publish(self) -> None:
+        report = KeeperReport(
+            state=self.state.value,
+            since=self.state_since,
+            restarts=self.restarts,
+            last_exit=self.last_exit,
+            failure=self.failure if self.state is KeeperState.FAILED else None,
+            failed_exits=tuple(self.failed_exits[-self.policy.burst :])
+            if self.state is KeeperState.FAILED
+            else (),
+        )
+        if self.state is KeeperState.STOPPED:
+            remove_record(self.paths.app_server_record)
+            return
+        running = self.child_pid is not None
+        self.record = replace(
+            self.record, keeper=report, app_server=self.record.app_server if running else None
+        )
+        from supervisor.statefile import StateFileError
+
+        try:
+            write_record(self.paths.app_server_record, self.record)
+        except StateFileError as error:
+            log(str(error))
+
+    # -- housekeeping ------------------------------------------------------------------
+
+    def heal_updater(self) -> None:
+        """Relaunch an updater that died without being asked (its record left behind),
+        under daemon.lock; a busy lock means someone is at work: next time."""
+        from supervisor.errors import DaemonError
+        from supervisor.worker_state import observe_worker
+
+        try:
+            state = observe_worker(self.paths.updater_record).state
+        except DaemonError as error:  # an unreadable record: a person must look
+            log(f"cannot check the updater: {error}")
+            return
+        note = peer_note("updater", self.updater_seen, state)
+        self.updater_seen = state
+        if note is not None:
+            log(note)
+        if not should_relaunch_peer(state):
+            return
+        from supervisor.lifecycle import Daemon
+        from supervisor.locks import AlreadyLocked
+        from supervisor.prctl import subreaper_suspended
+
+        daemon = Daemon(self.paths)
+        try:
+            with daemon.operation_lock(lambda lock: lock.acquire(timeout=0)):
+                if not should_relaunch_peer(observe_worker(self.paths.updater_record).state):
+                    return
+                pid = daemon.launch_updater(while_detaching=subreaper_suspended())
+            log(f"relaunched the updater (pid {pid}): it had died without being asked")
+        except (AlreadyLocked, DaemonError) as error:
+            log(f"cannot relaunch the updater now: {error}")
+
+    def bound_logs(self) -> None:
+        from supervisor.logs import rotate_if_needed
+
+        try:
+            for rotated in rotate_if_needed(self.paths, self.log_settings):
+                log(f"rotated {rotated}")
+        except Exception as error:  # a log we cannot rotate must not stop the keeper
+            log(f"cannot rotate logs: {error}")
+
+
+def close_fds(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def become_app_server(keeper: int, argv: list[str], env: dict[str, str]) -> None:
+    """In the forked child: own process group, SIGKILL when the keeper dies, default
+    signal dispositions, then the managed binary. Never returns."""
+    try:
+        os.setpgid(0, 0)
+        set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != keeper:  # the keeper died before the line above
+            os._exit(1)
+        signal.set_wakeup_fd(-1)
+        for signum in (*_CHILD_DEFAULT_SIGNALS, *HANDLED_SIGNALS):
+            signal.signal(signum, signal.SIG_DFL)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.execve(argv[0], argv, env)
+    except BaseException as error:
+        with contextlib.suppress(Exception):
+            print(f"codexd keeper: cannot run {argv[0]}: {error}", file=sys.stderr, flush=True)
+        os._exit(127)
+
+
+def probe_and_report(socket_path: Path, timeout: float, report_fd: int) -> None:
+    """In a forked child: one `initialize` handshake; exit 0 and write the version to
+    `report_fd` when it answers, exit 1 when not. Never returns."""
+    status = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        for signum in HANDLED_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        from supervisor.control_socket import ProbeError, probe
+
+        try:
+            info = probe(socket_path, timeout=timeout)
+        except ProbeError:
+            pass
+        else:
+            os.write(report_fd, info.app_server_version.encode()[:200])
+            status = 0
+    finally:
+        os._exit(status)
+
+
+def remove_stale_socket(socket_path: Path) -> None:
+    """Remove the socket (and the symlink to it, and the private directory it was
+    bound in, when empty) that a killed app-server left, unless something answers
+    there. A symlink is followed only into a directory of ours."""
+    from supervisor.control_socket import ProbeError, trusted_socket_target
+
+    try:
+        target = trusted_socket_target(socket_path)
+    except ProbeError:
+        return  # gone already, or not ours to touch
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(1.0)
+        try:
+            client.connect(os.fspath(target))
+        except OSError:
+            pass
+        else:
+            return  # alive: not ours to remove
+    for path in dict.fromkeys([target, socket_path]):
+        with contextlib.suppress(OSError):
+            mode = os.lstat(path).st_mode
+            if stat.S_ISSOCK(mode) or stat.S_ISLNK(mode):
+                os.unlink(path)
+    if target != socket_path:
+        with contextlib.suppress(OSError):
+            target.parent.rmdir()  # only when empty
+
+
+def run_keeper(home: Path) -> int:
+    paths = HomePaths(home)
+    set_title(f"codexd keeper {home}")
+    lock = lock_path_for(paths.app_server_record)
+    keep_lock_across_exec(lock, keep=False)
+    # Inherited by the app-server: clients holding many connections must not starve it.
+    before, after = raise_open_file_limit()
+    if after != before:
+        log(f"raised the open files limit from {before} to {after}")
+    set_child_subreaper(True)
+    record = read_record(paths.app_server_record)
+    if record is None or record.pid != os.getpid():
+        log(f"{paths.app_server_record} does not name this keeper; exiting")
+        return 1
+    return Keeper(paths, record, open_fds_of(lock)).run()
