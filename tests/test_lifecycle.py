@@ -203,8 +203,12 @@ def test_socket_path_longer_than_sun_path_works(tmp_path: Path) -> None:
         assert started["status"] == "started"
         assert started["socketPath"] == str(home.paths.socket_path)
         assert home.paths.socket_path.is_symlink()
+        private = home.paths.socket_path.resolve().parent
         assert home.ok("version")["appServerVersion"] == "0.1.0"
         assert home.ok("stop")["status"] == "stopped"
+        # The server leaves nothing behind: no symlink, no private directory.
+        assert not os.path.lexists(home.paths.socket_path)
+        assert not private.exists()
     finally:
         home.cleanup()
 

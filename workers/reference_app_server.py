@@ -265,7 +265,8 @@ def replace_with_symlink(link: Path, target: Path) -> None:
 
 
 def remove_control_socket(bound: BoundSocket) -> None:
-    """Remove our socket file and the symlink to it, unless a successor replaced them."""
+    """Remove our socket file and the symlink to it, unless a successor replaced them,
+    and the private directory we bound in once it is empty."""
     with contextlib.suppress(OSError):
         st = os.lstat(bound.bind_path)
         if (st.st_dev, st.st_ino) == bound.inode:
@@ -274,6 +275,8 @@ def remove_control_socket(bound: BoundSocket) -> None:
         with contextlib.suppress(OSError):
             if os.readlink(bound.symlink_path) == os.fspath(bound.bind_path):
                 bound.symlink_path.unlink()
+        with contextlib.suppress(OSError):
+            bound.bind_path.parent.rmdir()  # fails while anything is left in it
 
 
 # --- serving ---------------------------------------------------------------------------

@@ -194,6 +194,8 @@ class Updater:
         self.end_orphaned_installer()
         with contextlib.suppress(DaemonError):
             self.keeper_seen = self.daemon.observe().state
+            every = f"{self.check_interval:g} s"
+            log(f"the keeper is {self.keeper_seen.value}; checking on it every {every}")
         try:
             self.sleep(first)
             while True:
