@@ -49,6 +49,9 @@ RESTART_WINDOW_SECONDS = 120.0
 WATCHDOG_ENV = "CODEXD_WATCHDOG_SECONDS"
 WATCHDOG_SECONDS = 30.0
 PAUSE_ENV = "CODEXD_TEST_PAUSE_AT"
+# Read by install.sh and release/publish.py, listed here with the rest.
+PYTHON_ENV = "CODEXD_PYTHON"
+BUILD_CACHE_ENV = "CODEXD_BUILD_CACHE"
 
 SETTINGS = (
     Setting(CODEX_HOME_ENV, "~/.codex", "the home"),
@@ -66,6 +69,8 @@ SETTINGS = (
     Setting(RESTART_BURST_ENV, "5", "this many crashes within the window: the keeper gives up"),
     Setting(RESTART_WINDOW_ENV, "120", "the crash-loop window"),
     Setting(WATCHDOG_ENV, "30", "the keeper's health probe interval"),
+    Setting(PYTHON_ENV, "the interpreter recorded at install", "the python codexd runs with"),
+    Setting(BUILD_CACHE_ENV, "~/.cache/codexd-build", "where release builds keep their wheels"),
     Setting(PAUSE_ENV, "unset", "tests only: stop a command at a named point"),
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 
 
 def timestamp(moment: datetime.datetime) -> str:

@@ -22,10 +22,10 @@ from supervisor.paths import lock_path_for
 from supervisor.pidrecord import PidRecord
 from supervisor.process_handle import ProcessHandle
 from supervisor.procfs import environment_value, has_open, proc_stat, session_members
+from supervisor.standalone import RELEASE_MARKER
 
 KEEPER_ARGS = ("app-server", "daemon", "keeper")
 UPDATER_ARGS = ("app-server", "daemon", "pid-update-loop")
-RELEASE_MARKER = ".codexd-release"
 KEEPER_PAUSE_PREFIX = "keeper-"
 # What a keeper's app-server leaves behind gets this long between TERM and KILL.
 LEFTOVER_GRACE_SECONDS = 5.0

@@ -23,7 +23,7 @@ import psutil
 import pytest
 
 from supervisor.paths import HomePaths, private_socket_dir
-from supervisor.worker_control import RELEASE_MARKER
+from supervisor.standalone import RELEASE_MARKER
 
 # Where the test environment's codexd lives: the managed binary shim execs it.
 CODEXD = Path(sys.executable).with_name("codexd")

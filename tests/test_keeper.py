@@ -15,7 +15,7 @@ import pytest
 
 from supervisor.locks import lock_holders
 from supervisor.paths import lock_path_for
-from supervisor.worker_control import RELEASE_MARKER
+from supervisor.standalone import RELEASE_MARKER
 from tests.conftest import CODEXD, Home, is_gone, updater_pids, wait_for
 
 FAST = {"CODEXD_RESTART_DELAY_SECONDS": "0.1", "CODEXD_WATCHDOG_SECONDS": "0.5"}

@@ -232,3 +232,18 @@ def test_stop_grace_window_comes_from_its_documented_variable(
     assert stop_grace_seconds() == STOP_GRACE_SECONDS == 60.0
     monkeypatch.setenv(STOP_GRACE_ENV, "0.25")
     assert stop_grace_seconds() == 0.25
+
+
+def test_the_readme_lists_every_environment_variable_with_its_default() -> None:
+    """config.SETTINGS and the README's "Environment variables" table say the same."""
+    import re
+
+    from supervisor.config import SETTINGS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Environment variables", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| (.+?) \|", section, flags=re.MULTILINE))
+    assert set(rows) == {setting.env for setting in SETTINGS}
+    for setting in SETTINGS:
+        if setting.default[0].isdigit() or setting.default.startswith("~"):
+            assert rows[setting.env].startswith(f"`{setting.default}`"), setting.env

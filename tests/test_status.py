@@ -27,7 +27,7 @@ from supervisor.status_render import format_duration
 from supervisor.timestamps import parse_timestamp, timestamp
 from tests.conftest import Home, wait_for
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 T0 = datetime.datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
@@ -202,8 +202,9 @@ def test_status_json_with_nothing_running(bare_home: Home) -> None:
     output = bare_home.ok("status", "--json")
     assert set(output) == {
         "home", "stateDir", "cliVersion", "appServer", "updater", "managedRelease",
-        "previousRelease", "settings", "persistence", "logs", "hints",
+        "previousRelease", "settings", "persistence", "logs", "hints", "daemonLock",
     }  # fmt: skip
+    assert output["daemonLock"] == {"held": False, "holders": []}
     assert output["appServer"]["status"] == "notRunning"
     assert output["appServer"]["pid"] is None
     assert output["appServer"]["answering"] is False

@@ -91,7 +91,7 @@ LOG_CHECK_SECONDS = 10.0
 
 
 def now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def log(message: str) -> None:

@@ -95,7 +95,7 @@ def resolve_source(paths: HomePaths, environ: dict[str, str]) -> ReleaseSource |
 
 
 def now() -> str:
-    return timestamp(datetime.datetime.now(datetime.timezone.utc))
+    return timestamp(datetime.datetime.now(datetime.UTC))
 
 
 def log(message: str) -> None:
@@ -361,7 +361,7 @@ class Updater:
     def write_pass(self, outcome: dict[str, Any]) -> None:
         """The outcome of the last pass, for people and tests to read. The next pass
         is due an interval after this one ends (a re-exec'd updater resumes so too)."""
-        finished = datetime.datetime.now(datetime.timezone.utc)
+        finished = datetime.datetime.now(datetime.UTC)
         next_pass = finished + datetime.timedelta(seconds=self.interval)
         try:
             write_json_atomic(

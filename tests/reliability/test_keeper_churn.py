@@ -11,7 +11,7 @@ import time
 
 import psutil
 
-from supervisor.worker_control import RELEASE_MARKER
+from supervisor.standalone import RELEASE_MARKER
 from tests.conftest import CODEXD, Home, wait_for
 from tests.reliability.invariants import check_home
 
