@@ -32,9 +32,10 @@ from supervisor.pidrecord import ChildRecord, KeeperReport, PidRecord
 from supervisor.procfs import descendants
 from supervisor.settings import load_settings
 from supervisor.standalone import current_release, previous_release, release_binary
-from supervisor.statefile import StateFileError, read_json_object
+from supervisor.statefile import StateFileError
 from supervisor.status_hints import Hint, HintFacts, status_hints
 from supervisor.timestamps import UTC, parse_timestamp, timestamp
+from supervisor.update_pass import PassOutcome, PassRecord, pass_outcome, read_last_pass
 from supervisor.version import CODEXD_VERSION
 from supervisor.worker_state import observe_worker
 
@@ -46,15 +47,6 @@ _RELEASE_NAME = re.compile(r"(?P<version>.+)-[0-9a-f]{12}")
 UNMANAGED = "unmanaged"
 
 
-class PassOutcome(Enum):
-    NO_PASS_YET = "noPassYet"
-    FAILED = "failed"  # the pass raised: see its error
-    INSTALLER_FAILED = "installerFailed"  # no release source, failed, timed out
-    ROLLED_BACK = "rolledBack"  # a new release did not start; the previous one runs
-    UPDATED = "updated"  # the app-server moved, or the updater re-executed
-    UP_TO_DATE = "upToDate"
-
-
 class NextPassSource(Enum):
     RECORDED = "recorded"  # nextPassAt in the last-pass file
     COMPUTED = "computed"  # from the schedule: finishedAt + interval, or start + delay
@@ -63,24 +55,10 @@ class NextPassSource(Enum):
 # -- pure judgements -----------------------------------------------------------------
 
 
-def pass_outcome(last_pass: dict[str, Any] | None) -> PassOutcome:
-    if last_pass is None:
-        return PassOutcome.NO_PASS_YET
-    if last_pass.get("error"):
-        return PassOutcome.FAILED
-    if last_pass.get("installer") != "ok":
-        return PassOutcome.INSTALLER_FAILED
-    if last_pass.get("appServer") == "rolledBack":
-        return PassOutcome.ROLLED_BACK
-    if last_pass.get("appServer") == "restarted" or last_pass.get("reexec"):
-        return PassOutcome.UPDATED
-    return PassOutcome.UP_TO_DATE
-
-
 def next_pass_at(
     updater_pid: int | None,
     updater_started: datetime.datetime | None,
-    last_pass: dict[str, Any] | None,
+    last_pass: PassRecord | None,
     initial_delay: float,
     interval: float,
 ) -> tuple[datetime.datetime | None, NextPassSource | None]:
@@ -91,10 +69,10 @@ def next_pass_at(
     updater waits the initial delay from its start."""
     if updater_pid is None or updater_started is None:
         return None, None
-    if last_pass is not None and last_pass.get("pid") == updater_pid:
-        finished = parse_timestamp(last_pass.get("finishedAt"))
+    if last_pass is not None and last_pass.pid == updater_pid:
+        finished = parse_timestamp(last_pass.finished_at)
         if finished is not None and finished >= updater_started - datetime.timedelta(seconds=1):
-            recorded = parse_timestamp(last_pass.get("nextPassAt"))
+            recorded = parse_timestamp(last_pass.next_pass_at)
             if recorded is not None:
                 return recorded, NextPassSource.RECORDED
             return finished + datetime.timedelta(seconds=interval), NextPassSource.COMPUTED
@@ -233,7 +211,7 @@ class AppServerSection:
 @dataclass(frozen=True)
 class UpdaterSection:
     worker: WorkerSection
-    last_pass: dict[str, Any] | None
+    last_pass: PassRecord | None
     next_pass: datetime.datetime | None = None
     next_pass_source: NextPassSource | None = None
 
@@ -245,7 +223,7 @@ class UpdaterSection:
         value = self.worker.to_json(now)
         value.update(
             release=self.worker.release,
-            lastPass=self.last_pass,
+            lastPass=None if self.last_pass is None else self.last_pass.to_json(),
             lastPassOutcome=None if self.last_pass is None else self.outcome.value,
             nextPassAt=None if self.next_pass is None else timestamp(self.next_pass),
             nextPassSource=None if self.next_pass_source is None else self.next_pass_source.value,
@@ -432,10 +410,7 @@ def _schedule_of(pid: int) -> tuple[float, float]:
 
 def _updater(paths: HomePaths) -> UpdaterSection:
     worker, _ = _observe(paths.updater_record, paths.releases_dir)
-    try:
-        last_pass = read_json_object(paths.updater_last_pass)
-    except StateFileError:
-        last_pass = None
+    last_pass = read_last_pass(paths.updater_last_pass)
     if worker.record is None:
         return UpdaterSection(worker, last_pass)
     delay, interval = _schedule_of(worker.record.pid)

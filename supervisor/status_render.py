@@ -6,11 +6,12 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from supervisor.decisions import WorkerState
-from supervisor.status import PassOutcome, StatusReport, WorkerSection
+from supervisor.status import StatusReport, WorkerSection
 from supervisor.timestamps import UTC, parse_timestamp
+from supervisor.update_pass import PassOutcome, PassRecord
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -50,6 +51,7 @@ _OUTCOME_TONES = {
     PassOutcome.FAILED: Tone.BAD,
     PassOutcome.INSTALLER_FAILED: Tone.BAD,
     PassOutcome.ROLLED_BACK: Tone.WARN,
+    PassOutcome.DEFERRED: Tone.WARN,
     PassOutcome.UPDATED: Tone.GOOD,
     PassOutcome.UP_TO_DATE: Tone.GOOD,
 }
@@ -94,16 +96,24 @@ def format_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
-def pass_summary(last_pass: dict[str, Any] | None, outcome: PassOutcome) -> str:
+def pass_summary(last_pass: PassRecord | None, outcome: PassOutcome) -> str:
     """One line: the outcome and the detail that explains it."""
     if last_pass is None:
         return outcome.value
     if outcome is PassOutcome.FAILED:
-        return f"{outcome.value}: {last_pass.get('error')}"
+        return f"{outcome.value}: {last_pass.error}"
     if outcome is PassOutcome.INSTALLER_FAILED:
-        return f"{outcome.value}: installer {last_pass.get('installer')}"
-    detail = f"app-server {last_pass.get('appServer')}"
-    if last_pass.get("reexec"):
+        installer = "not run" if last_pass.installer is None else last_pass.installer.value
+        detail = f" ({last_pass.installer_detail})" if last_pass.installer_detail else ""
+        return f"{outcome.value}: installer {installer}{detail}"
+    if outcome is PassOutcome.DEFERRED:
+        return (
+            f"update deferred: app-server busy ({last_pass.busy_processes} processes) "
+            f"since {last_pass.deferred_since}"
+        )
+    app_server = "-" if last_pass.app_server is None else last_pass.app_server.value
+    detail = f"app-server {app_server}"
+    if last_pass.reexec:
         detail += ", updater re-executed"
     return f"{outcome.value} ({detail})"
 
@@ -187,8 +197,8 @@ def _updater_rows(report: StatusReport) -> list[Row]:
     updater, now = report.updater, report.now
     last = "none yet"
     if updater.last_pass is not None:
-        finished = parse_timestamp(updater.last_pass.get("finishedAt"))
-        last = f"#{updater.last_pass.get('pass')} {format_relative(finished, now)}"
+        finished = parse_timestamp(updater.last_pass.finished_at)
+        last = f"#{updater.last_pass.number} {format_relative(finished, now)}"
     outcome_tone = Tone.PLAIN if updater.last_pass is None else _OUTCOME_TONES[updater.outcome]
     next_pass = (
         format_relative(updater.next_pass, now)

@@ -11,6 +11,7 @@ from supervisor.identity import identity_of
 from supervisor.locks import FlockLock
 from supervisor.paths import lock_path_for
 from supervisor.pidrecord import PidRecord, read_record
+from supervisor.procfs import ProcStat, descendants
 from supervisor.statefile import StateFileError
 
 
@@ -48,3 +49,13 @@ def observe_worker(record_path: Path) -> Observation:
             f"({lock_path_for(record_path)} is locked); inspect it by hand"
         )
     return Observation(state, record)
+
+
+def processes_below_app_server(record: PidRecord) -> list[ProcStat]:
+    """What runs below a keeper besides its app-server: the tools, MCP servers and jobs
+    the app-server started (orphans come back to the keeper, so they count too). Work
+    an update would interrupt."""
+    child = record.app_server
+    return [
+        process for process in descendants(record.pid) if child is None or process.pid != child.pid
+    ]

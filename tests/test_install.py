@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.installer import installer_command
 from supervisor.standalone import ReleaseSource
 from tests.conftest import wait_for
 from tests.releases import (
@@ -47,7 +48,6 @@ from tests.releases import (
     standalone,
     store,
 )
-from workers.updater import installer_command
 
 
 @pytest.fixture(scope="session")

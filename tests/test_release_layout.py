@@ -32,6 +32,7 @@ from supervisor.front import (
     render_front,
     sh_quote,
 )
+from supervisor.installer import installer_command
 from supervisor.paths import HomePaths
 from supervisor.release_dir import interpreter_mismatch
 from supervisor.standalone import (
@@ -41,7 +42,6 @@ from supervisor.standalone import (
     stores_to_keep,
 )
 from tests.releases import fake_payload, npm_tarball
-from workers.updater import installer_command
 
 NPM, PATH, REFERENCE = SourceKind.NPM, SourceKind.PATH, SourceKind.REFERENCE
 

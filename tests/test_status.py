@@ -16,15 +16,14 @@ from supervisor.decisions import WorkerState
 from supervisor.locks import FlockLock
 from supervisor.status import (
     NextPassSource,
-    PassOutcome,
     is_unmanaged,
     next_pass_at,
-    pass_outcome,
     release_of,
     version_of_release,
 )
 from supervisor.status_render import format_duration
 from supervisor.timestamps import parse_timestamp, timestamp
+from supervisor.update_pass import pass_from_json
 from tests.conftest import Home, wait_for
 
 UTC = datetime.UTC
@@ -37,25 +36,6 @@ def at(seconds: float) -> datetime.datetime:
 
 def iso(seconds: float) -> str:
     return at(seconds).isoformat(timespec="seconds")
-
-
-@pytest.mark.parametrize(
-    ("last_pass", "outcome"),
-    [
-        (None, PassOutcome.NO_PASS_YET),
-        ({"installer": "ok", "error": "boom"}, PassOutcome.FAILED),
-        ({"installer": "failed with exit status 3"}, PassOutcome.INSTALLER_FAILED),
-        ({"installer": "timed out"}, PassOutcome.INSTALLER_FAILED),
-        ({}, PassOutcome.INSTALLER_FAILED),
-        ({"installer": "ok", "appServer": "rolledBack"}, PassOutcome.ROLLED_BACK),
-        ({"installer": "ok", "appServer": "restarted", "reexec": True}, PassOutcome.UPDATED),
-        ({"installer": "ok", "appServer": "notRunning", "reexec": True}, PassOutcome.UPDATED),
-        ({"installer": "ok", "appServer": "alreadyCurrent"}, PassOutcome.UP_TO_DATE),
-        ({"installer": "ok", "appServer": "notRunning"}, PassOutcome.UP_TO_DATE),
-    ],
-)
-def test_pass_outcome(last_pass: dict[str, Any] | None, outcome: PassOutcome) -> None:
-    assert pass_outcome(last_pass) is outcome
 
 
 DELAY, INTERVAL = 300.0, 3600.0
@@ -96,7 +76,8 @@ def test_next_pass_at(
     last_pass: dict[str, Any] | None,
     expected: tuple[datetime.datetime | None, NextPassSource | None],
 ) -> None:
-    assert next_pass_at(pid, started, last_pass, DELAY, INTERVAL) == expected
+    record = None if last_pass is None else pass_from_json(last_pass)
+    assert next_pass_at(pid, started, record, DELAY, INTERVAL) == expected
 
 
 RELEASES = Path("/h/packages/standalone/releases")

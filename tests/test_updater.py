@@ -358,7 +358,8 @@ def test_a_failing_installer_is_logged_and_the_loop_goes_on(
 
     outcome = run_pass(shim_home, pid)
 
-    assert outcome["installer"] == "failed with exit status 3"
+    assert outcome["installer"] == "failed"
+    assert outcome["installerDetail"] == "exit status 3"
     assert "installer-says-no" in updater_log(shim_home)
     assert shim_home.app_server_pids() == server
     assert run_pass(shim_home, pid)["pass"] == outcome["pass"] + 1
@@ -374,7 +375,7 @@ def test_a_hanging_installer_is_killed_at_its_time_limit(shim_home: Home, tmp_pa
 
     outcome = run_pass(shim_home, pid)
 
-    assert outcome["installer"] == "timed out"
+    assert outcome["installer"] == "timedOut"
     assert installer_processes(marker) == []
     assert shim_home.app_server_pids() == server
     assert not is_gone(pid)

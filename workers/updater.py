@@ -16,14 +16,14 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from supervisor import config
 from supervisor.decisions import WorkerState
 from supervisor.errors import DaemonError
 from supervisor.identity import ProcessIdentity, identity_of
+from supervisor.installer import current_source, installer_command, installer_environment
 from supervisor.lifecycle import Daemon
 from supervisor.locks import AlreadyLocked, FlockLock
 from supervisor.logs import rotate_if_needed
@@ -32,14 +32,29 @@ from supervisor.paths import HomePaths, lock_path_for
 from supervisor.pidrecord import read_record, remove_record, write_record
 from supervisor.process_handle import ProcessHandle
 from supervisor.signals import SignalInbox
-from supervisor.standalone import ReleaseSource, read_source
 from supervisor.statefile import StateFileError, read_json_object, write_json_atomic
 from supervisor.supervision import peer_note, should_relaunch_peer
 from supervisor.timestamps import timestamp
-from supervisor.updates import Image, refresh_app_server, should_reexec_updater
+from supervisor.update_pass import (
+    InstallerResult,
+    PassRecord,
+    RefreshOutcome,
+    Trigger,
+    read_last_pass,
+    write_last_pass,
+)
+from supervisor.updates import (
+    Deferral,
+    Image,
+    refresh_action,
+    refresh_app_server,
+    running_image,
+    should_reexec_updater,
+)
 from supervisor.worker_control import UPDATER_ARGS
 from supervisor.worker_log import log as log_line
 from supervisor.worker_process import child_environment, keep_lock_across_exec, set_title
+from supervisor.worker_state import processes_below_app_server
 
 # Set on the re-exec'd updater: it resumes the schedule instead of starting over.
 RESUMED_ENV = "CODEXD_UPDATER_RESUMED"
@@ -59,39 +74,23 @@ HANDLED_SIGNALS = (
 )
 
 
+# A restart deferred for a busy app-server is tried again this often (or every interval,
+# when that is shorter).
+DEFER_RETRY_SECONDS = 60.0
+
+
 class Stopping(Exception):
     """SIGTERM or SIGINT arrived: unwind and exit."""
 
 
-def installer_command(source: ReleaseSource) -> list[str]:
-    """The installer for a source, always run by `sh` with the script on stdin, as
-    `curl ... | sh` would. From a checkout, the committed HEAD's install.sh (it then
-    builds from HEAD too), so that an edit in progress is never rolled out; a checkout
-    that is not a git one, its install.sh as it is. The script is read in full before
-    `sh` starts, so that a failed download or `git show` fails the pass instead of
-    running half a script."""
-    if source.kind == "checkout":
-        script = (
-            'if git -C "$1" rev-parse -q --verify HEAD >/dev/null 2>&1; then '
-            'script=$(git -C "$1" show HEAD:./install.sh) && printf "%s\\n" "$script" | sh; '
-            'else sh "$1/install.sh"; fi'
-        )
-        return ["sh", "-c", script, "sh", source.location]
-    if source.location.startswith("https://"):
-        fetch = (
-            'script=$(curl -fsSL --proto "=https" "$1/install.sh") && printf "%s\\n" "$script" | sh'
-        )
-        return ["sh", "-c", fetch, "sh", source.location]
-    return ["sh", "-c", 'sh < "$1/install.sh"', "sh", source.location]
+@dataclass(frozen=True)
+class PendingRestart:
+    """A restart onto `digest` that waits for the app-server to be idle."""
 
-
-def resolve_source(paths: HomePaths, environ: dict[str, str]) -> ReleaseSource | None:
-    """codexd's source: CODEXD_CHANNEL, else what the last install recorded. (codex's
-    source, CODEXD_CODEX_SOURCE, is install.sh's to read: the installer inherits it.)"""
-    channel = environ.get(config.CHANNEL_ENV)
-    if channel:
-        return ReleaseSource("channel", channel)
-    return read_source(paths)
+    digest: str
+    since: float  # monotonic
+    since_text: str  # the same moment, ISO 8601, for the pass record
+    retry_due: float  # monotonic
 
 
 def now() -> str:
@@ -111,6 +110,11 @@ class Updater:
         self.install_timeout = config.install_timeout_seconds()
         self.log_settings = config.log_settings()
         self.keeper_seen: WorkerState | None = None  # as the last health check saw it
+        self.max_defer = config.seconds_from_env(
+            config.UPDATE_MAX_DEFER_ENV, config.UPDATE_MAX_DEFER_SECONDS
+        )
+        self.deferred: PendingRestart | None = None  # a restart waiting for a busy app-server
+        self.next_pass_due = time.monotonic()
         # Between passes it wakes this often to heal the keeper and bound the logs.
         self.check_interval = max(
             config.seconds_from_env(config.WATCHDOG_ENV, config.WATCHDOG_SECONDS), 0.1
@@ -134,14 +138,15 @@ class Updater:
     def next_pass_in(self) -> float:
         return max(self.next_pass_due - time.monotonic(), 0.0)
 
-    def sleep(self, seconds: float) -> None:
-        """Until `seconds` pass or SIGUSR1 asks for a pass now; SIGTERM raises Stopping."""
-        self.next_pass_due = time.monotonic() + seconds
-        while (remaining := self.next_pass_in()) > 0:
+    def sleep_until(self, due: float) -> bool:
+        """Until `due` (monotonic) or SIGUSR1 asks for a pass now (True); SIGTERM raises
+        Stopping. Between, it looks after the keeper and the logs."""
+        while (remaining := due - time.monotonic()) > 0:
             if self.handle(self.inbox.wait(min(remaining, self.check_interval))):
-                return
+                return True
             self.heal_keeper()
             self.rotate_logs()
+        return False
 
     def heal_keeper(self) -> None:
         """Relaunch a keeper that died without being asked (its record left behind: a
@@ -197,10 +202,16 @@ class Updater:
             every = f"{self.check_interval:g} s"
             log(f"the keeper is {self.keeper_seen.value}; checking on it every {every}")
         try:
-            self.sleep(first)
+            self.next_pass_due = time.monotonic() + first
             while True:
-                self.run_pass()
-                self.sleep(self.interval)
+                retry_due = None if self.deferred is None else self.deferred.retry_due
+                due = min(self.next_pass_due, retry_due or self.next_pass_due)
+                asked = self.sleep_until(due)
+                if asked or time.monotonic() >= self.next_pass_due:
+                    self.run_pass(Trigger.SIGNAL if asked else Trigger.SCHEDULE)
+                    self.next_pass_due = time.monotonic() + self.interval
+                else:
+                    self.run_pass(Trigger.RETRY)
         except Stopping:
             log("stopping on signal")
             return 0
@@ -210,37 +221,73 @@ class Updater:
     def describe_schedule(self) -> str:
         return f"initial delay {self.initial_delay:g} s, interval {self.interval:g} s"
 
-    def run_pass(self) -> None:
-        outcome: dict[str, Any] = {"pass": self.count_passes() + 1, "startedAt": now()}
+    def run_pass(self, trigger: Trigger) -> None:
+        record = PassRecord(
+            number=self.count_passes() + 1, started_at=now(), trigger=trigger, pid=os.getpid()
+        )
         try:
-            self.run_pass_steps(outcome)
+            record = self.run_pass_steps(record)
         except (DaemonError, OSError) as error:
             # Whatever failed, the loop goes on: the next pass may find it mended.
-            outcome["error"] = str(error)
+            record = replace(record, error=str(error))
             log(f"pass failed: {error}")
-        self.write_pass(outcome)
+        self.write_pass(record)
 
-    def run_pass_steps(self, outcome: dict[str, Any]) -> None:
-        installer = self.run_installer()
-        outcome["installer"] = installer
-        if installer != "ok":
-            return
+    def run_pass_steps(self, record: PassRecord) -> PassRecord:
+        if record.trigger is not Trigger.RETRY:  # a retry only tries the restart again
+            result, detail = self.run_installer()
+            record = replace(record, installer=result, installer_detail=detail)
+            if result is not InstallerResult.OK:
+                return record
         managed_path = require_managed_binary(self.paths.managed_binary)
         managed = Image(self.daemon.executable_digest(managed_path), self.daemon.managed_version())
-        outcome.update(managedBinary=str(managed_path), managedDigest=managed.digest)
+        record = replace(record, managed_binary=str(managed_path), managed_digest=managed.digest)
         # The re-exec decision is made under daemon.lock too, so bootstrap cannot race
         # the handoff; the lock's fd is close-on-exec, so the exec releases it.
         with self.daemon.operation_lock(self.acquire_patiently):
-            refresh = refresh_app_server(self.daemon, managed)
-            outcome["appServer"] = refresh.value
-            log(f"app-server: {refresh.value}")
+            running = self.daemon.running_record()
+            busy = 0 if running is None else len(processes_below_app_server(running))
+            deferral = Deferral(self.max_defer, self.waited_for(managed.digest))
+            action = refresh_action(running_image(running), managed, busy, deferral, force=False)
+            outcome = refresh_app_server(self.daemon, managed, action)
+            record = replace(record, app_server=outcome)
+            record = self.note_deferral(record, managed.digest, outcome, busy)
+            log(f"app-server: {outcome.value}")
             own = read_record(self.paths.updater_record)
             if own is None or own.pid != os.getpid():
                 raise DaemonError(f"{self.paths.updater_record} does not name this updater")
-            if should_reexec_updater(own.executable_digest, managed.digest, refresh):
-                outcome["reexec"] = True
-                self.write_pass(outcome)
+            if should_reexec_updater(own.executable_digest, managed.digest, outcome):
+                record = replace(record, reexec=True)
+                self.write_pass(record)
                 self.reexec(managed_path, managed.digest)
+        return record
+
+    # -- a restart that waits for a busy app-server ---------------------------------
+
+    def waited_for(self, digest: str) -> float | None:
+        """How long the restart onto `digest` has waited; None when it has not."""
+        if self.deferred is None or self.deferred.digest != digest:
+            return None
+        return time.monotonic() - self.deferred.since
+
+    def note_deferral(
+        self, record: PassRecord, digest: str, outcome: RefreshOutcome, busy: int
+    ) -> PassRecord:
+        if outcome is not RefreshOutcome.DEFERRED:
+            if self.deferred is not None:
+                log("the deferred restart is done")
+            self.deferred = None
+            return record
+        if self.deferred is None or self.deferred.digest != digest:
+            self.deferred = PendingRestart(digest, time.monotonic(), now(), 0.0)
+        retry = min(DEFER_RETRY_SECONDS, self.interval)
+        self.deferred = replace(self.deferred, retry_due=time.monotonic() + retry)
+        log(
+            f"update deferred: app-server busy ({busy} processes) since "
+            f"{self.deferred.since_text}; trying again in {retry:g} s, restarting anyway "
+            f"{self.max_defer:g} s after it began"
+        )
+        return replace(record, busy_processes=busy, deferred_since=self.deferred.since_text)
 
     def end_orphaned_installer(self) -> None:
         """An installer whose updater was SIGKILLed runs on in its own process group:
@@ -261,17 +308,16 @@ class Updater:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
 
-    def run_installer(self) -> str:
-        """ "ok", or what went wrong; the installer's output goes to our log."""
-        source = resolve_source(self.paths, dict(os.environ))
+    def run_installer(self) -> tuple[InstallerResult, str | None]:
+        """What the installer did, and a detail when it failed; its output goes to our
+        log."""
+        source = current_source(self.paths)
         if source is None:
             log("no release source: run install.sh once, or set CODEXD_CHANNEL")
-            return "no release source"
+            return InstallerResult.NO_SOURCE, "no release source"
         command = installer_command(source)
         log(f"running installer from {source.kind} {source.location}")
-        env = {**child_environment(), "CODEX_HOME": str(self.paths.home)}
-        if source.kind == "channel":
-            env[config.CHANNEL_ENV] = source.location
+        env = installer_environment(self.paths, source)
         # The installer is recorded before it may start, so that, should this updater be
         # SIGKILLed, the next one ends it: it waits on a pipe for our go, and never runs
         # if we die first (end of file instead of a line).
@@ -309,7 +355,7 @@ class Updater:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         log(f"installer timed out after {self.install_timeout:g} s")
-                        return "timed out"
+                        return InstallerResult.TIMED_OUT, f"after {self.install_timeout:g} s"
                     # Without a pidfd to wake us, poll the installer's exit.
                     wait = remaining if handle.fds() else min(remaining, 0.05)
                     self.handle(self.inbox.wait(wait, also=handle.fds()))
@@ -322,8 +368,8 @@ class Updater:
                 self.paths.updater_installer_record.unlink()
         if installer.returncode != 0:
             log(f"installer failed with exit status {installer.returncode}")
-            return f"failed with exit status {installer.returncode}"
-        return "ok"
+            return InstallerResult.FAILED, f"exit status {installer.returncode}"
+        return InstallerResult.OK, None
 
     def reexec(self, managed_path: Path, digest: str) -> None:
         """Become the managed binary's updater: same pid, same lock (its fd is
@@ -351,27 +397,21 @@ class Updater:
 
     def count_passes(self) -> int:
         """Passes so far, across re-execs: the last pass file keeps the count."""
-        try:
-            last = read_json_object(self.paths.updater_last_pass) or {}
-        except StateFileError:
-            return 0
-        count = last.get("pass")
-        return count if isinstance(count, int) else 0
+        last = read_last_pass(self.paths.updater_last_pass)
+        return 0 if last is None else last.number
 
-    def write_pass(self, outcome: dict[str, Any]) -> None:
-        """The outcome of the last pass, for people and tests to read. The next pass
-        is due an interval after this one ends (a re-exec'd updater resumes so too)."""
+    def write_pass(self, record: PassRecord) -> None:
+        """The pass, for people and tests to read, with when the next full pass is due
+        (an interval after this one ends; a re-exec'd updater resumes so too)."""
         finished = datetime.datetime.now(datetime.UTC)
-        next_pass = finished + datetime.timedelta(seconds=self.interval)
+        if record.trigger is Trigger.RETRY:
+            next_pass = finished + datetime.timedelta(seconds=self.next_pass_in())
+        else:
+            next_pass = finished + datetime.timedelta(seconds=self.interval)
         try:
-            write_json_atomic(
+            write_last_pass(
                 self.paths.updater_last_pass,
-                {
-                    **outcome,
-                    "pid": os.getpid(),
-                    "finishedAt": timestamp(finished),
-                    "nextPassAt": timestamp(next_pass),
-                },
+                replace(record, finished_at=timestamp(finished), next_pass_at=timestamp(next_pass)),
             )
         except StateFileError as error:
             log(str(error))

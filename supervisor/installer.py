@@ -1,0 +1,57 @@
+"""The installer an update runs: install.sh from codexd's recorded source (a channel
+or a checkout), which brings the newest codex of the codex source and the newest codexd
+of the channel. The updater runs it detached in its own process group; `codexd
+update` in the foreground."""
+
+from __future__ import annotations
+
+import os
+
+from supervisor import config
+from supervisor.paths import HomePaths
+from supervisor.standalone import ReleaseSource, read_source
+from supervisor.worker_process import child_environment
+
+
+def installer_command(source: ReleaseSource) -> list[str]:
+    """The installer for a source, always run by `sh` with the script on stdin, as
+    `curl ... | sh` would. From a checkout, the committed HEAD's install.sh (it then
+    builds from HEAD too), so that an edit in progress is never rolled out; a checkout
+    that is not a git one, its install.sh as it is. The script is read in full before
+    `sh` starts, so that a failed download or `git show` fails the pass instead of
+    running half a script."""
+    if source.kind == "checkout":
+        script = (
+            'if git -C "$1" rev-parse -q --verify HEAD >/dev/null 2>&1; then '
+            'script=$(git -C "$1" show HEAD:./install.sh) && printf "%s\\n" "$script" | sh; '
+            'else sh "$1/install.sh"; fi'
+        )
+        return ["sh", "-c", script, "sh", source.location]
+    if source.location.startswith("https://"):
+        fetch = (
+            'script=$(curl -fsSL --proto "=https" "$1/install.sh") && printf "%s\\n" "$script" | sh'
+        )
+        return ["sh", "-c", fetch, "sh", source.location]
+    return ["sh", "-c", 'sh < "$1/install.sh"', "sh", source.location]
+
+
+def resolve_source(paths: HomePaths, environ: dict[str, str]) -> ReleaseSource | None:
+    """codexd's source: CODEXD_CHANNEL, else what the last install recorded. (codex's
+    source, CODEXD_CODEX_SOURCE, is install.sh's to read: the installer inherits it.)"""
+    channel = environ.get(config.CHANNEL_ENV)
+    if channel:
+        return ReleaseSource("channel", channel)
+    return read_source(paths)
+
+
+def installer_environment(paths: HomePaths, source: ReleaseSource) -> dict[str, str]:
+    """This process's environment (CODEXD_CODEX_SOURCE and the rest pass through),
+    pinned to the home and the channel."""
+    env = {**child_environment(), config.CODEX_HOME_ENV: str(paths.home)}
+    if source.kind == "channel":
+        env[config.CHANNEL_ENV] = source.location
+    return env
+
+
+def current_source(paths: HomePaths) -> ReleaseSource | None:
+    return resolve_source(paths, dict(os.environ))
