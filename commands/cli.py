@@ -18,6 +18,7 @@ from commands.start import start
 from commands.status import status
 from commands.stop import stop
 from commands.unpersist import unpersist
+from commands.update import rollback, update
 from commands.update_loop import pid_update_loop
 from commands.version import version
 from supervisor.errors import DaemonError
@@ -33,6 +34,8 @@ DAEMON_COMMANDS = (
     enable_remote_control,
     disable_remote_control,
     bootstrap,
+    update,
+    rollback,
 )
 
 

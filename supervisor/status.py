@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,13 @@ from supervisor.persistence import PersistenceTools, persisted_kind
 from supervisor.pidrecord import ChildRecord, KeeperReport, PidRecord
 from supervisor.procfs import descendants
 from supervisor.settings import load_settings
-from supervisor.standalone import current_release, previous_release, release_binary
+from supervisor.standalone import (
+    current_release,
+    layout_of,
+    previous_release,
+    read_rejected,
+    release_binary,
+)
 from supervisor.statefile import StateFileError
 from supervisor.status_hints import Hint, HintFacts, status_hints
 from supervisor.timestamps import UTC, parse_timestamp, timestamp
@@ -254,6 +260,8 @@ class ReleaseSection:
     path: Path | None  # None: not installed
     version: str | None
     digest: str | None
+    # Releases rolled back from: not installed again until a newer one appears.
+    rejected: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -261,6 +269,7 @@ class ReleaseSection:
             "path": None if self.path is None else str(self.path),
             "version": self.version,
             "digest": self.digest,
+            "rejected": list(self.rejected),
         }
 
 
@@ -313,6 +322,7 @@ class StatusReport:
                 updater=self.updater.worker.state,
                 last_pass_failed=outcome in (PassOutcome.FAILED, PassOutcome.INSTALLER_FAILED),
                 last_pass_rolled_back=outcome is PassOutcome.ROLLED_BACK,
+                update_deferred=outcome is PassOutcome.DEFERRED,
                 persisted=self.persistence is not None,
             )
         )
@@ -464,7 +474,10 @@ def gather_status(paths: HomePaths, tools: PersistenceTools | None = None) -> St
         app_server=_app_server(paths, settings),
         updater=_updater(paths),
         settings=settings,
-        managed=_release(paths, current_release(paths), paths.managed_binary),
+        managed=replace(
+            _release(paths, current_release(paths), paths.managed_binary),
+            rejected=tuple(read_rejected(layout_of(paths))),
+        ),
         previous=None
         if previous is None
         else _release(paths, previous, release_binary(paths, previous)),

@@ -42,6 +42,7 @@ class HintFacts:
     last_pass_failed: bool  # the pass raised, or its installer failed
     last_pass_rolled_back: bool
     persisted: bool
+    update_deferred: bool = False  # a new release waits for a busy app-server
 
 
 def bootstrap_command(
@@ -119,6 +120,15 @@ def status_hints(facts: HintFacts) -> list[Hint]:
     if facts.last_pass_failed:
         hints.append(
             _with_command("updater", "see why the last pass failed", "codexd logs updater")
+        )
+    if facts.update_deferred:
+        hints.append(
+            _with_command(
+                "updater",
+                "a new release waits for the app-server to be idle; to restart it now "
+                "(ending what runs below it)",
+                "codexd update --yes",
+            )
         )
     if facts.last_pass_rolled_back:
         hints.append(

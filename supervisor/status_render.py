@@ -225,6 +225,10 @@ def _release_rows(report: StatusReport) -> list[Row]:
         Row("version", managed.version or "-"),
         Row("digest", _short_digest(managed.digest)),
         Row("previous", "-" if previous is None else previous.release or "-"),
+        *(
+            Row("rolled back", f"{name}: not installed again until a newer release appears")
+            for name in managed.rejected
+        ),
         Row(
             "after reboot",
             report.persistence or "not persisted",

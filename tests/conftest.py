@@ -257,3 +257,8 @@ def home(bare_home: Home) -> Home:
     """A home whose managed binary runs this checkout's codexd."""
     bare_home.install_managed_shim()
     return bare_home
+
+
+# Homes installed from real releases (tests/updating.py), shared by the updater's tests
+# and the update commands': the session's releases are built once.
+from tests.updating import channel, installed, releases  # noqa: E402, F401

@@ -20,7 +20,7 @@ import pytest
 from supervisor.standalone import release_disk_usage
 from tests.conftest import Home, make_home, wait_for
 from tests.releases import copy_checkout, publish
-from tests.test_updater import QUIET_SCHEDULE, codex_source, install, run_pass, updater_ready
+from tests.updating import QUIET_SCHEDULE, codex_source, install, run_pass, updater_ready
 
 FIRST, SECOND = "0.166.0", "0.169.0"
 COMMAND_TIMEOUT_SECONDS = 120.0

@@ -61,6 +61,7 @@ ALL_WELL = HintFacts(
         ),
         ({"last_pass_failed": True}, [("updater", "codexd logs updater")]),
         ({"last_pass_rolled_back": True}, [("updater", "codexd logs app-server")]),
+        ({"update_deferred": True}, [("updater", "codexd update --yes")]),
         # What would be refused is not suggested: install first ...
         (
             {"installed": False, "app_server": STOPPED, "updater": STOPPED, "persisted": False},
