@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from commands.common import home_paths, run_and_print
+from commands.start import TAKEOVER_HELP
 from supervisor.lifecycle import Daemon
 from supervisor.output import BootstrapOutput
 
@@ -33,11 +34,13 @@ from supervisor.output import BootstrapOutput
     is_flag=True,
     help="Also run this bootstrap at every boot (systemd user unit, else crontab @reboot).",
 )
+@click.option("--takeover", is_flag=True, help=TAKEOVER_HELP)
 def bootstrap(
     remote_control: bool | None,
     saved_remote_control: bool,
     auto_update: bool | None,
     persist: bool,
+    takeover: bool,
 ) -> None:
     """Set up a machine: save the remote-control setting, (re)start the app-server
     from the managed install, and (re)start the detached updater that keeps both on
@@ -74,7 +77,7 @@ def bootstrap(
         tools = PersistenceTools.from_environment()
 
     def operation() -> BootstrapOutput:
-        output = Daemon(home_paths()).bootstrap(wanted, auto_update, tools)
+        output = Daemon(home_paths()).bootstrap(wanted, auto_update, tools, takeover)
         if output.warning is not None:
             click.echo(f"codexd: warning: {output.warning}", err=True)
         return output

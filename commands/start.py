@@ -1,14 +1,28 @@
-"""`codexd start`."""
+"""`codexd start [--takeover]`."""
 
 import click
 
-from commands.common import run_lifecycle
+from commands.common import home_paths, run_and_print, run_lifecycle
+
+TAKEOVER_HELP = (
+    "If an app-server of yours that codexd did not start holds the socket (run by hand, "
+    "or by a desktop app), stop it (SIGTERM, the grace window, SIGKILL) and start the "
+    "managed one. Another user's process is never touched."
+)
 
 
 @click.command("start")
-def start() -> None:
+@click.option("--takeover", is_flag=True, help=TAKEOVER_HELP)
+def start(takeover: bool) -> None:
     """Start the app-server if none runs and wait until it answers.
 
     Prints {"status": "started"|"alreadyRunning", ...}; exits 0, or 1 on failure
-    (no managed install, no answer within 10 s: the message quotes the log)."""
-    run_lifecycle("start")
+    (no managed install, no answer within 10 s: the message quotes the log). Without
+    --takeover, an app-server codexd did not start is reported as alreadyRunning,
+    without "backend"."""
+    if not takeover:
+        run_lifecycle("start")
+        return
+    from supervisor.lifecycle import Daemon
+
+    run_and_print(lambda: Daemon(home_paths()).start(takeover=True))

@@ -45,6 +45,7 @@ from supervisor.pidrecord import PidRecord, read_record, remove_record
 from supervisor.process_handle import ProcessHandle
 from supervisor.settings import Settings, load_settings, save_settings
 from supervisor.statefile import StateFileError, prepare_state_dir
+from supervisor.takeover import identify, refusal, take_over
 from supervisor.worker_control import (
     KEEPER_EXIT_MARGIN_SECONDS,
     UPDATER_ARGS,
@@ -61,7 +62,6 @@ from supervisor.worker_state import Observation, observe_worker
 if TYPE_CHECKING:
     from supervisor.persistence import PersistenceTools, PersistResult
 
-UNMANAGED_MESSAGE = "app server is running but is not managed by codexd"
 LOG_TAIL_LINES = 20
 
 
@@ -132,9 +132,11 @@ class Daemon:
 
     # -- operations ------------------------------------------------------------
 
-    def start(self) -> LifecycleOutput:
+    def start(self, takeover: bool = False) -> LifecycleOutput:
         with self.operation_lock():
             settings = self.load_settings()
+            if takeover:
+                self.refuse_unmanaged(takeover=True)
             observation = self.observe()
             info = self.try_probe()
             action = start_action(observation.state, info is not None)
@@ -154,10 +156,10 @@ class Daemon:
             pid, info = self.launch_app_server(settings)
             return self.lifecycle_output(LifecycleStatus.STARTED, True, info, pid)
 
-    def restart(self) -> LifecycleOutput:
+    def restart(self, takeover: bool = False) -> LifecycleOutput:
         with self.operation_lock():
             settings = self.load_settings()
-            self.refuse_unmanaged()
+            self.refuse_unmanaged(takeover)
             require_managed_binary(self.paths.managed_binary)
             self.stop_app_server()
             pid, info = self.launch_app_server(settings)
@@ -220,6 +222,7 @@ class Daemon:
         remote_control: bool | None,
         auto_update: bool | None = None,
         persist_with: PersistenceTools | None = None,
+        takeover: bool = False,
     ) -> BootstrapOutput:
         """Save the settings (None keeps the saved one), (re)start the app-server, then
         (re)start the updater unless auto-update is off; with `persist_with`, also come
@@ -236,7 +239,7 @@ class Daemon:
                 settings = settings.with_remote_control(remote_control)
             if auto_update is not None:
                 settings = settings.with_auto_update(auto_update)
-            self.refuse_unmanaged()
+            self.refuse_unmanaged(takeover)
             save_settings(self.paths.settings_file, settings)
             self.stop_app_server()
             _, info = self.launch_app_server(settings)
@@ -284,13 +287,21 @@ class Daemon:
         except DaemonError as error:
             raise DaemonError(f"bootstrapped, but not persisted: {error}") from error
 
-    def refuse_unmanaged(self) -> None:
+    def refuse_unmanaged(self, takeover: bool = False) -> None:
+        """Refuse when an app-server codexd did not start answers on the socket, naming
+        it; with `takeover`, stop it instead (see supervisor/takeover.py)."""
         # Our own server needs no probe: only a socket we do not account for does.
         state = self.observe().state if self.paths.state_dir.is_dir() else WorkerState.NOT_RUNNING
         if is_managed(state):
             return
-        if is_unmanaged_server(state, self.try_probe() is not None):
-            raise DaemonError(f"{UNMANAGED_MESSAGE} (socket {self.paths.socket_path})")
+        info = self.try_probe()
+        if not is_unmanaged_server(state, info is not None):
+            return
+        assert info is not None
+        server = identify(self.paths.socket_path, info)
+        if not takeover:
+            raise DaemonError(refusal(server))
+        take_over(server, config.stop_grace_seconds())
 
     def launch_updater(
         self, while_detaching: contextlib.AbstractContextManager[object] | None = None

@@ -143,3 +143,46 @@ def open_fds_of(path: Path) -> list[int]:
             if (opened.st_dev, opened.st_ino) == (target.st_dev, target.st_ino):
                 found.append(int(name))
     return found
+
+
+PROC_NET_UNIX = Path("/proc/net/unix")
+# /proc/net/unix's Flags for a socket that listen() was called on (__SO_ACCEPTCON).
+_ACCEPTING = 0x10000
+
+
+def listening_socket_inodes(bound_path: Path, table: str | None = None) -> set[int]:
+    """The inodes of the Unix sockets listening at `bound_path` (/proc/net/unix:
+    `Num RefCount Protocol Flags Type St Inode Path`)."""
+    if table is None:
+        try:
+            table = PROC_NET_UNIX.read_text(errors="replace")
+        except OSError:
+            return set()
+    inodes = set()
+    wanted = os.fsdecode(bound_path)
+    for line in table.splitlines()[1:]:
+        fields = line.split(None, 7)
+        if len(fields) == 8 and fields[7] == wanted:
+            with contextlib.suppress(ValueError):
+                if int(fields[3], 16) & _ACCEPTING:
+                    inodes.add(int(fields[6]))
+    return inodes
+
+
+def holds_socket(pid: int, inodes: set[int]) -> bool:
+    """Whether process `pid` has one of these socket inodes open."""
+    links = {f"socket:[{inode}]" for inode in inodes}
+    with contextlib.suppress(OSError):
+        for fd in os.scandir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                if os.readlink(fd.path) in links:
+                    return True
+    return False
+
+
+def owner_uid(pid: int) -> int | None:
+    """The real user id the process runs as."""
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None

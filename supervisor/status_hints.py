@@ -84,10 +84,11 @@ def status_hints(facts: HintFacts) -> list[Hint]:
         )
     if facts.unmanaged:
         hints.append(
-            Hint(
+            _with_command(
                 "app-server",
-                f"something codexd did not start serves {facts.socket_path}: stop it "
-                "yourself (codexd signals only what it started)",
+                f"an app-server codexd did not start serves {facts.socket_path}; to stop it "
+                "and start the managed one",
+                "codexd start --takeover",
             )
         )
     if facts.installed and facts.settings_readable and not facts.unmanaged:

@@ -72,8 +72,11 @@ ALL_WELL = HintFacts(
             {"settings_readable": False, "app_server": STOPPED, "updater": STOPPED},
             [("app-server", None)],
         ),
-        # ... stop what codexd did not start first.
-        ({"unmanaged": True, "app_server": STOPPED, "updater": STOPPED}, [("app-server", None)]),
+        # ... take over what codexd did not start first.
+        (
+            {"unmanaged": True, "app_server": STOPPED, "updater": STOPPED},
+            [("app-server", "codexd start --takeover")],
+        ),
         # A failed pass is worth a look whatever else is wrong.
         (
             {"installed": False, "updater": STOPPED, "last_pass_failed": True},

@@ -1,0 +1,128 @@
+"""An app-server of ours that codexd did not start holds the socket: every mutating
+command names it and the flag; `--takeover` stops it (proven first) and starts the
+managed one; another user's listener is never signalled."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Home, is_gone, make_home, wait_for
+from tests.second_user import SecondUser, second_user_fixture  # noqa: F401
+
+
+def start_unmanaged(home: Home) -> subprocess.Popen[str]:
+    server = home.spawn("app-server", "--listen", "unix://")
+
+    def answers() -> bool:
+        if server.poll() is not None:
+            _, stderr = server.communicate()
+            raise AssertionError(f"the unmanaged app-server exited {server.returncode}: {stderr}")
+        return home.run("version").returncode == 0
+
+    wait_for(answers, what="the unmanaged app-server to answer")
+    return server
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("restart",), ("bootstrap",), ("stop",), ("enable-remote-control",)],
+)
+def test_a_refusal_names_the_unmanaged_server_and_the_flag(
+    home: Home, command: tuple[str, ...]
+) -> None:
+    server = start_unmanaged(home)
+    result = home.run(*command)
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert "not managed by codexd" in line
+    assert f"pid {server.pid}" in line and "app-server --listen unix://" in line
+    assert "--takeover" in line
+    assert server.poll() is None
+
+
+@pytest.mark.parametrize("command", ["start", "restart", "bootstrap"])
+def test_takeover_stops_the_unmanaged_server_and_starts_the_managed_one(
+    home: Home, command: str
+) -> None:
+    home.env.update(CODEXD_UPDATE_INITIAL_DELAY_SECONDS="3600")
+    server = start_unmanaged(home)
+    output = home.ok(command, "--takeover")
+    assert output["status"] in ("started", "restarted", "bootstrapped")
+    assert output["backend"] == "pid"
+    wait_for(lambda: server.poll() is not None, what="the unmanaged server to exit")
+    assert server.returncode == 0  # it was asked (SIGTERM), not killed
+    [keeper] = home.keeper_pids()
+    home.serving(keeper)
+    assert home.ok("version")["backend"] == "pid"
+
+
+def test_takeover_with_nothing_unmanaged_is_a_plain_start(home: Home) -> None:
+    assert home.ok("start", "--takeover")["status"] == "started"
+    assert home.ok("start", "--takeover")["status"] == "alreadyRunning"
+
+
+def test_start_without_takeover_reports_the_unmanaged_server_as_running(home: Home) -> None:
+    server = start_unmanaged(home)
+    output = home.ok("start")
+    assert output["status"] == "alreadyRunning" and "backend" not in output
+    assert server.poll() is None
+
+
+def test_a_stubborn_unmanaged_server_is_killed_after_the_grace_window(
+    home: Home, tmp_path: Path
+) -> None:
+    stubborn = Path(__file__).parent / "fixtures" / "stubborn_app_server.py"
+    server = subprocess.Popen(
+        [sys.executable, str(stubborn), "app-server", "--listen", "unix://"],
+        env=home.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    home.started.append(server)
+    wait_for(lambda: home.run("version").returncode == 0, what="the stubborn server")
+    output = home.ok("start", "--takeover", env={"CODEXD_STOP_GRACE_SECONDS": "1"})
+    assert output["status"] == "started"
+    server.wait(timeout=10)
+    assert server.returncode == -signal.SIGKILL
+
+
+def test_another_users_listener_is_never_signalled(second_user: SecondUser, tmp_path: Path) -> None:
+    """Another user serves on our socket path (its directory was left writable): it is
+    never talked to (the peer is not ours), and --takeover neither signals it nor
+    claims to have."""
+    from tests.second_user import SYSTEM_PYTHON
+
+    # A short home, so the other user can bind at its socket path itself.
+    root = Path(tempfile.mkdtemp(prefix="cxd", dir="/tmp"))
+    root.chmod(0o711)
+    home = make_home(root / "h")
+    try:
+        home.path.chmod(0o711)
+        home.install_managed_shim()
+        socket_dir = home.paths.socket_path.parent
+        socket_dir.mkdir()
+        socket_dir.chmod(0o777)  # as if someone had loosened it
+        listener = second_user.spawn_until(
+            "listening",
+            str(SYSTEM_PYTHON),
+            "-c",
+            "import socket, sys, time; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); "
+            "s.listen(); print('listening', flush=True); time.sleep(600)",
+            str(home.paths.socket_path),
+        )
+        result = home.run("start", "--takeover")
+        assert result.returncode == 1 and result.stdout == ""
+        assert str(home.paths.socket_path) in result.stderr
+        assert listener.poll() is None and not is_gone(listener.pid)  # never signalled
+    finally:
+        home.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
