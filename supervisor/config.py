@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 from supervisor.errors import DaemonError
+from supervisor.lean import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
-@dataclass(frozen=True)
-class Setting:
-    env: str
-    default: str  # as the README shows it
-    meaning: str
+class Setting(Value):
+    __slots__ = ("default", "env", "meaning")
+
+    def __init__(self, env: str, default: str, meaning: str) -> None:
+        self.env = env
+        self.default = default  # as the README shows it
+        self.meaning = meaning
 
 
 CODEX_HOME_ENV = "CODEX_HOME"
@@ -134,10 +139,12 @@ def install_timeout_seconds(environ: Mapping[str, str] | None = None) -> float:
     return seconds_from_env(INSTALL_TIMEOUT_ENV, INSTALL_TIMEOUT_SECONDS, environ)
 
 
-@dataclass(frozen=True)
-class LogSettings:
-    max_bytes: int = LOG_MAX_BYTES
-    keep: int = LOG_KEEP
+class LogSettings(Value):
+    __slots__ = ("keep", "max_bytes")
+
+    def __init__(self, max_bytes: int = LOG_MAX_BYTES, keep: int = LOG_KEEP) -> None:
+        self.max_bytes = max_bytes
+        self.keep = keep
 
 
 def log_settings(environ: Mapping[str, str] | None = None) -> LogSettings:

@@ -8,18 +8,16 @@ notification.
 
 from __future__ import annotations
 
+import _socket  # not `socket`, whose import (enum conversions of every constant) is slow
 import errno
-import json
 import os
-import socket
 import stat
 import struct
 import time
-from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
-from typing import Any
 
+from supervisor import fastjson
+from supervisor.lean import Value
 from supervisor.paths import fits_sun_path
 from supervisor.private_dir import (
     PRIVATE_SOCKET_DIR,
@@ -37,6 +35,12 @@ from supervisor.websocket_client import (
     HandshakeError,
     WebSocketClient,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    StrPath = str | os.PathLike[str]
 
 INITIALIZE_REQUEST_ID = 1
 
@@ -70,24 +74,30 @@ class ProbeError(Exception):
         self.peer: PeerCredentials | None = None
 
 
-@dataclass(frozen=True)
-class PeerCredentials:
+class PeerCredentials(Value):
     """Who listens on the socket, as the kernel saw it (SO_PEERCRED)."""
 
-    pid: int
-    uid: int
-    gid: int
+    __slots__ = ("gid", "pid", "uid")
+
+    def __init__(self, pid: int, uid: int, gid: int) -> None:
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
 
 
-@dataclass(frozen=True)
-class ProbeInfo:
-    app_server_version: str
-    user_agent: str
-    # None where the platform cannot tell (no SO_PEERCRED).
-    peer: PeerCredentials | None = None
+class ProbeInfo(Value):
+    __slots__ = ("app_server_version", "peer", "user_agent")
+
+    def __init__(
+        self, app_server_version: str, user_agent: str, peer: PeerCredentials | None = None
+    ) -> None:
+        self.app_server_version = app_server_version
+        self.user_agent = user_agent
+        # None where the platform cannot tell (no SO_PEERCRED).
+        self.peer = peer
 
 
-def trusted_socket_target(socket_path: Path) -> Path:
+def trusted_socket_target(socket_path: StrPath) -> str:
     """The path to connect() to for the control socket's public path.
 
     A symlink (a socket path too long for sun_path) is followed only into a directory
@@ -96,21 +106,23 @@ def trusted_socket_target(socket_path: Path) -> Path:
     /tmp): after an unclean end the link outlives its directory, and whoever recreates
     that directory under /tmp would otherwise receive our clients. ProbeError names
     the directory otherwise."""
+    socket_path = os.fspath(socket_path)
     where = f"control socket {socket_path}"
     try:
         if not stat.S_ISLNK(os.lstat(socket_path).st_mode):
             return socket_path
         # os.path.join: a relative link is relative to its directory; an absolute one wins.
-        target = Path(os.path.join(socket_path.parent, os.readlink(socket_path)))
+        target = os.path.join(os.path.dirname(socket_path), os.readlink(socket_path))
     except FileNotFoundError as error:
         raise ProbeError(f"{where}: no such file", Unreachable.NOT_LISTENING) from error
     except OSError as error:
         raise _connect_error(where, error, 0) from error
     where += f" (-> {target})"
     try:
+        private = os.path.dirname(target)
         for directory, rule in (
-            (target.parent.parent, SOCKET_DIR_PARENT),
-            (target.parent, PRIVATE_SOCKET_DIR),
+            (os.path.dirname(private), SOCKET_DIR_PARENT),
+            (private, PRIVATE_SOCKET_DIR),
         ):
             if not check_private_dir(directory, rule):
                 raise ProbeError(f"{where}: no such file", Unreachable.NOT_LISTENING)
@@ -127,20 +139,20 @@ def trusted_socket_target(socket_path: Path) -> Path:
     return target
 
 
-def peer_credentials(sock: socket.socket) -> PeerCredentials | None:
+def peer_credentials(sock: _socket.socket) -> PeerCredentials | None:
     """The pid, uid and gid of the process that listens at the other end."""
-    option = getattr(socket, "SO_PEERCRED", None)
+    option = getattr(_socket, "SO_PEERCRED", None)
     if option is None:
         return None
     pid, uid, gid = struct.unpack(
         _PEERCRED_FORMAT,
-        sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize(_PEERCRED_FORMAT)),
+        sock.getsockopt(_socket.SOL_SOCKET, option, struct.calcsize(_PEERCRED_FORMAT)),
     )
     return PeerCredentials(pid, uid, gid)
 
 
 def _connect_error(
-    where: str, error: OSError, timeout: float, target: Path | None = None
+    where: str, error: OSError, timeout: float, target: str | None = None
 ) -> ProbeError:
     if isinstance(error, FileNotFoundError):
         return ProbeError(f"{where}: no such file", Unreachable.NOT_LISTENING)
@@ -168,26 +180,26 @@ def _connect_error(
 
 
 def connect_control_socket(
-    socket_path: Path, deadline: float
-) -> tuple[socket.socket, PeerCredentials | None]:
+    socket_path: StrPath, deadline: float
+) -> tuple[_socket.socket, PeerCredentials | None]:
     """A connected socket to the control socket and who listens on it, once both the
     path (`trusted_socket_target`) and the listener (its uid, from SO_PEERCRED) are
     ours. ProbeError, naming the socket and what was seen, otherwise."""
     target = trusted_socket_target(socket_path)
     where = f"control socket {socket_path}"
-    if target != socket_path:
+    if target != os.fspath(socket_path):
         where += f" (-> {target})"
     if not fits_sun_path(target):
         # Too long to connect to, and no symlink to a short path: nothing serves it.
         raise ProbeError(f"{where}: no such file", Unreachable.NOT_LISTENING)
     timeout = max(deadline - time.monotonic(), 0.0)
     try:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     except OSError as error:
         raise _connect_error(where, error, timeout) from error
     try:
         sock.settimeout(timeout)
-        sock.connect(os.fspath(target))
+        sock.connect(target)
         peer = peer_credentials(sock)
     except OSError as error:
         sock.close()
@@ -229,8 +241,8 @@ def _initialize_response(frame: str | bytes) -> dict[str, Any] | None:
     if not isinstance(frame, str):
         return None
     try:
-        message = json.loads(frame)
-    except ValueError:
+        message = fastjson.loads(frame)
+    except (ValueError, RecursionError):
         return None
     if not isinstance(message, dict):
         return None
@@ -261,7 +273,7 @@ def _probe_info(where: str, response: dict[str, Any], peer: PeerCredentials | No
     return ProbeInfo(app_server_version=version, user_agent=user_agent, peer=peer)
 
 
-def probe(socket_path: Path, timeout: float = 2.0) -> ProbeInfo:
+def probe(socket_path: StrPath, timeout: float = 2.0) -> ProbeInfo:
     """Do the `initialize` handshake on the control socket, all within `timeout` seconds."""
     deadline = time.monotonic() + timeout
     sock, peer = connect_control_socket(socket_path, deadline)
@@ -273,12 +285,16 @@ def probe(socket_path: Path, timeout: float = 2.0) -> ProbeInfo:
 
 
 def _initialize(
-    sock: socket.socket, peer: PeerCredentials | None, where: str, deadline: float, timeout: float
+    sock: _socket.socket,
+    peer: PeerCredentials | None,
+    where: str,
+    deadline: float,
+    timeout: float,
 ) -> ProbeInfo:
     try:
         client = WebSocketClient(sock, deadline, PROBE_MAX_FRAME_BYTES)
         try:
-            client.send_text(json.dumps(initialize_request()))
+            client.send_text(fastjson.dumps(initialize_request()))
             while True:
                 opcode, payload = client.receive()
                 if opcode != OP_TEXT:
@@ -287,7 +303,7 @@ def _initialize(
                 if response is not None:
                     break
             info = _probe_info(where, response, peer)
-            client.send_text(json.dumps({"method": "initialized"}))
+            client.send_text(fastjson.dumps({"method": "initialized"}))
         finally:
             client.close()
         return info

@@ -6,8 +6,9 @@ carry out the answer; the tables in tests/test_decisions.py pin every row.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
+
+from supervisor.lean import Value
 
 
 class WorkerState(Enum):
@@ -19,15 +20,31 @@ class WorkerState(Enum):
     UNREADABLE = "unreadable"  # lock held, record corrupt: a human must look
 
 
-@dataclass(frozen=True)
-class WorkerFacts:
-    lock_held: bool
-    record_present: bool
-    record_readable: bool
-    # The record's pid, start time and boot id match a live process.
-    record_process_alive: bool
-    # The record says its keeper gave up; kept, for `status` and `version`, until a start.
-    record_failed: bool = False
+class WorkerFacts(Value):
+    __slots__ = (
+        "lock_held",
+        "record_failed",
+        "record_present",
+        "record_process_alive",
+        "record_readable",
+    )
+
+    def __init__(
+        self,
+        lock_held: bool,
+        record_present: bool,
+        record_readable: bool,
+        # The record's pid, start time and boot id match a live process.
+        record_process_alive: bool,
+        # The record says its keeper gave up; kept, for `status` and `version`, until a
+        # start.
+        record_failed: bool = False,
+    ) -> None:
+        self.lock_held = lock_held
+        self.record_present = record_present
+        self.record_readable = record_readable
+        self.record_process_alive = record_process_alive
+        self.record_failed = record_failed
 
 
 def classify_worker(facts: WorkerFacts) -> WorkerState:
@@ -77,11 +94,15 @@ class RemoteControlStatus(Enum):
     ALREADY_DISABLED = "alreadyDisabled"
 
 
-@dataclass(frozen=True)
-class RemoteControlPlan:
-    status: RemoteControlStatus
-    save_setting: bool
-    restart_server: bool
+class RemoteControlPlan(Value):
+    __slots__ = ("restart_server", "save_setting", "status")
+
+    def __init__(
+        self, status: RemoteControlStatus, save_setting: bool, restart_server: bool
+    ) -> None:
+        self.status = status
+        self.save_setting = save_setting
+        self.restart_server = restart_server
 
 
 def remote_control_plan(

@@ -7,21 +7,23 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
-BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
-PROC_STAT = Path("/proc/stat")
+from supervisor.lean import Value
+
+BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
+PROC_STAT = "/proc/stat"
 # create_time is derived from clock ticks (1/100 s); two readings of one process agree
 # exactly, so this only absorbs float formatting.
 START_TIME_TOLERANCE_SECONDS = 0.01
 
 
-@dataclass(frozen=True)
-class ProcessIdentity:
-    pid: int
-    start_time: float
-    boot_id: str
+class ProcessIdentity(Value):
+    __slots__ = ("boot_id", "pid", "start_time")
+
+    def __init__(self, pid: int, start_time: float, boot_id: str) -> None:
+        self.pid = pid
+        self.start_time = start_time
+        self.boot_id = boot_id
 
     def same_process(self, other: ProcessIdentity) -> bool:
         return (
@@ -33,7 +35,8 @@ class ProcessIdentity:
 
 def current_boot_id() -> str:
     try:
-        return BOOT_ID_FILE.read_text().strip()
+        with open(BOOT_ID_FILE) as boot_id:
+            return boot_id.read().strip()
     except OSError:
         import psutil  # not Linux: the boot time identifies the boot well enough
 
@@ -68,7 +71,7 @@ def identity_of(pid: int) -> ProcessIdentity | None:
     is psutil's own formula, so records written either way compare equal."""
     if pid <= 0:
         return None
-    if not PROC_STAT.exists():
+    if not os.path.exists(PROC_STAT):
         return _identity_with_psutil(pid)
     fields = _proc_stat_fields(pid)
     if fields is None or fields[0] == b"Z":

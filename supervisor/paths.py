@@ -1,35 +1,59 @@
 """Where everything lives for one CODEX_HOME.
 
 Pure path arithmetic: nothing here touches the file system except
-`resolve_home`, which reads the environment.
+`resolve_home`, which reads the environment. Light to import (no pathlib at import
+time): the command fast path (supervisor/fast_path.py) joins the names below as
+strings; everything else uses `HomePaths`.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
+
+from supervisor.lean import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 STATE_DIR_NAME = "app-server-daemon"
 SOCKET_DIR_NAME = "app-server-control"
 SOCKET_FILE_NAME = "app-server-control.sock"
+SETTINGS_NAME = "settings.json"
+MANAGED_BINARY_CACHE_NAME = "managed-binary.json"
+DAEMON_LOCK_NAME = "daemon.lock"
+APP_SERVER_RECORD_NAME = "app-server.pid"
+APP_SERVER_LOG_NAME = "app-server.log"
+UPDATER_RECORD_NAME = "app-server-updater.pid"
+UPDATER_LOG_NAME = "app-server-updater.log"
+LOCK_SUFFIX = ".lock"
+# packages/standalone/current/codex, under the home.
+MANAGED_BINARY_PARTS = ("packages", "standalone", "current", "codex")
 
 # sun_path is 108 bytes on Linux, one of them the terminating NUL.
 SUN_PATH_MAX_BYTES = 107
 
 
-def resolve_home(environ: dict[str, str] | None = None) -> Path:
+def home_from_environment(environ: dict[str, str] | None = None) -> str:
     """`$CODEX_HOME`, else `~/.codex`, made absolute."""
     env = os.environ if environ is None else environ
-    home = env.get("CODEX_HOME") or str(Path.home() / ".codex")
-    return Path(os.path.abspath(os.path.expanduser(home)))
+    home = env.get("CODEX_HOME") or os.path.join(os.path.expanduser("~"), ".codex")
+    return os.path.abspath(os.path.expanduser(home))
 
 
-@dataclass(frozen=True)
-class HomePaths:
+def resolve_home(environ: dict[str, str] | None = None) -> Path:
+    from pathlib import Path
+
+    return Path(home_from_environment(environ))
+
+
+class HomePaths(Value):
     """Every path the daemon reads or writes under one home."""
 
-    home: Path
+    __slots__ = ("home",)
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
 
     @property
     def state_dir(self) -> Path:
@@ -37,27 +61,27 @@ class HomePaths:
 
     @property
     def settings_file(self) -> Path:
-        return self.state_dir / "settings.json"
+        return self.state_dir / SETTINGS_NAME
 
     @property
     def managed_binary_cache(self) -> Path:
-        return self.state_dir / "managed-binary.json"
+        return self.state_dir / MANAGED_BINARY_CACHE_NAME
 
     @property
     def daemon_lock(self) -> Path:
-        return self.state_dir / "daemon.lock"
+        return self.state_dir / DAEMON_LOCK_NAME
 
     @property
     def app_server_record(self) -> Path:
-        return self.state_dir / "app-server.pid"
+        return self.state_dir / APP_SERVER_RECORD_NAME
 
     @property
     def app_server_log(self) -> Path:
-        return self.state_dir / "app-server.log"
+        return self.state_dir / APP_SERVER_LOG_NAME
 
     @property
     def updater_record(self) -> Path:
-        return self.state_dir / "app-server-updater.pid"
+        return self.state_dir / UPDATER_RECORD_NAME
 
     @property
     def updater_installer_record(self) -> Path:
@@ -70,7 +94,7 @@ class HomePaths:
 
     @property
     def updater_log(self) -> Path:
-        return self.state_dir / "app-server-updater.log"
+        return self.state_dir / UPDATER_LOG_NAME
 
     def state_files(self) -> list[Path]:
         """Every file codexd reads or replaces in the state dir."""
@@ -93,7 +117,7 @@ class HomePaths:
 
     @property
     def managed_binary(self) -> Path:
-        return self.standalone_dir / "current" / "codex"
+        return self.home.joinpath(*MANAGED_BINARY_PARTS)
 
     @property
     def releases_dir(self) -> Path:
@@ -107,10 +131,10 @@ class HomePaths:
 
 def lock_path_for(record: Path) -> Path:
     """The liveness lock beside a pid record: `app-server.pid` -> `app-server.pid.lock`."""
-    return record.with_name(record.name + ".lock")
+    return record.with_name(record.name + LOCK_SUFFIX)
 
 
-def fits_sun_path(path: Path) -> bool:
+def fits_sun_path(path: str | os.PathLike[str]) -> bool:
     return len(os.fsencode(path)) <= SUN_PATH_MAX_BYTES
 
 
@@ -121,6 +145,7 @@ def private_socket_dir(socket_path: Path, uid: int, runtime_dir: str | None) -> 
     `$XDG_RUNTIME_DIR` is per-user already; `/tmp` needs a per-user parent.
     """
     import hashlib  # only long socket paths need it
+    from pathlib import Path
 
     tag = hashlib.sha256(os.fsencode(socket_path)).hexdigest()[:16]
     base = Path(runtime_dir) / "codexd" if runtime_dir else Path("/tmp") / f"codexd-{uid}"
@@ -131,6 +156,8 @@ def connectable_socket_path(socket_path: Path) -> Path:
     """Where the public path leads: the symlink's target when it is too long for
     sun_path. Path arithmetic only, for tests and messages: a client connects through
     `control_socket.connect_control_socket`, which first checks where the link leads."""
+    from pathlib import Path
+
     if fits_sun_path(socket_path):
         return socket_path
     try:

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
 
 from supervisor.errors import DaemonError
+from supervisor.lean import Value
 from supervisor.paths import HomePaths, resolve_home
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    pass
 
 PRIVATE_DIR_MODE = 0o700
 
@@ -28,26 +31,48 @@ class PrivateDirError(DaemonError):
     """A directory codexd must not use; the message names it and says what to do."""
 
 
-@dataclass(frozen=True)
-class DirRule:
+class DirRule(Value):
     """What one kind of directory must be."""
 
-    what: str  # how messages name it: "state directory"
-    # Mode bits nobody but the owner may have: 0o077 for a private directory, 0o022
-    # for one others may read but never write.
-    forbidden_bits: int
-    # The home may be a symlink to a directory of ours (dotfile managers do that);
-    # a socket directory under /tmp may not: its owner could repoint it after our check.
-    follow_symlink: bool
-    # What to do about a directory owned by someone else.
-    foreign_fix: str
-    not_a_directory_fix: str = "move it out of the way"
-    # Whether `ensure_private_dir` makes missing parents: not for a socket directory,
-    # whose parent ($XDG_RUNTIME_DIR, /tmp) is the system's to make.
-    create_parents: bool = True
-    # For a directory we only need nobody to rename things in: root may own it, and
-    # others may write to it when the sticky bit keeps them to their own entries (/tmp).
-    shared_ok: bool = False
+    __slots__ = (
+        "create_parents",
+        "follow_symlink",
+        "forbidden_bits",
+        "foreign_fix",
+        "not_a_directory_fix",
+        "shared_ok",
+        "what",
+    )
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        forbidden_bits: int,
+        follow_symlink: bool,
+        foreign_fix: str,
+        not_a_directory_fix: str = "move it out of the way",
+        create_parents: bool = True,
+        shared_ok: bool = False,
+    ) -> None:
+        self.what = what  # how messages name it: "state directory"
+        # Mode bits nobody but the owner may have: 0o077 for a private directory, 0o022
+        # for one others may read but never write.
+        self.forbidden_bits = forbidden_bits
+        # The home may be a symlink to a directory of ours (dotfile managers do that);
+        # a socket directory under /tmp may not: its owner could repoint it after our
+        # check.
+        self.follow_symlink = follow_symlink
+        # What to do about a directory owned by someone else.
+        self.foreign_fix = foreign_fix
+        self.not_a_directory_fix = not_a_directory_fix
+        # Whether `ensure_private_dir` makes missing parents: not for a socket directory,
+        # whose parent ($XDG_RUNTIME_DIR, /tmp) is the system's to make.
+        self.create_parents = create_parents
+        # For a directory we only need nobody to rename things in: root may own it, and
+        # others may write to it when the sticky bit keeps them to their own entries
+        # (/tmp).
+        self.shared_ok = shared_ok
 
 
 HOME = DirRule(
@@ -101,12 +126,14 @@ class DirVerdict(Enum):
     FOREIGN = "foreign"  # owned by another user
 
 
-@dataclass(frozen=True)
-class DirFacts:
-    is_directory: bool
-    is_symlink: bool
-    owner_uid: int
-    mode: int  # permission bits only
+class DirFacts(Value):
+    __slots__ = ("is_directory", "is_symlink", "mode", "owner_uid")
+
+    def __init__(self, is_directory: bool, is_symlink: bool, owner_uid: int, mode: int) -> None:
+        self.is_directory = is_directory
+        self.is_symlink = is_symlink
+        self.owner_uid = owner_uid
+        self.mode = mode  # permission bits only
 
 
 def judge_dir(facts: DirFacts | None, euid: int, rule: DirRule) -> DirVerdict:
@@ -134,7 +161,7 @@ def describe_uid(uid: int) -> str:
         return f"uid {uid}"
 
 
-def describe_owner(path: Path) -> str:
+def describe_owner(path: str | os.PathLike[str]) -> str:
     """`owned by uid 0 (root), mode 0600`, for a message about a file we cannot use."""
     try:
         st = os.lstat(path)
@@ -143,7 +170,9 @@ def describe_owner(path: Path) -> str:
     return f"owned by {describe_uid(st.st_uid)}, mode {stat.S_IMODE(st.st_mode):04o}"
 
 
-def refusal(path: Path, verdict: DirVerdict, facts: DirFacts | None, rule: DirRule) -> str:
+def refusal(
+    path: str | os.PathLike[str], verdict: DirVerdict, facts: DirFacts | None, rule: DirRule
+) -> str:
     """The one-line message for a directory that may not be used."""
     where = f"{rule.what} {path}"
     if verdict is DirVerdict.NOT_A_DIRECTORY:
@@ -164,7 +193,7 @@ def refusal(path: Path, verdict: DirVerdict, facts: DirFacts | None, rule: DirRu
     return f"{where} is missing"
 
 
-def _facts(path: Path, rule: DirRule) -> DirFacts | None:
+def _facts(path: str | os.PathLike[str], rule: DirRule) -> DirFacts | None:
     """The directory's facts; None when it does not exist. PrivateDirError naming it
     when it cannot be looked at."""
     try:
@@ -185,7 +214,9 @@ def _facts(path: Path, rule: DirRule) -> DirFacts | None:
     )
 
 
-def check_private_dir(path: Path, rule: DirRule, *, loose_ok: bool = False) -> bool:
+def check_private_dir(
+    path: str | os.PathLike[str], rule: DirRule, *, loose_ok: bool = False
+) -> bool:
     """Whether `path` exists, after making sure it may be trusted; creates and changes
     nothing. `loose_ok` lets a loose directory of ours pass, for a caller whose next
     step (a lifecycle command's `ensure_private_dir`) tightens it."""
@@ -198,7 +229,7 @@ def check_private_dir(path: Path, rule: DirRule, *, loose_ok: bool = False) -> b
     raise PrivateDirError(refusal(path, verdict, facts, rule))
 
 
-def ensure_private_dir(path: Path, rule: DirRule, *, create: bool = True) -> None:
+def ensure_private_dir(path: str | os.PathLike[str], rule: DirRule, *, create: bool = True) -> None:
     """Make `path` a directory we may trust: create it 0700 when missing (and
     `create`), take the forbidden bits off one of ours, refuse anything else."""
     facts = _facts(path, rule)
@@ -207,7 +238,9 @@ def ensure_private_dir(path: Path, rule: DirRule, *, create: bool = True) -> Non
         if not create:
             return
         try:
-            path.mkdir(mode=PRIVATE_DIR_MODE, parents=rule.create_parents)
+            if rule.create_parents:
+                os.makedirs(os.path.dirname(path), exist_ok=True)  # as `mkdir -p` makes them
+            os.mkdir(path, mode=PRIVATE_DIR_MODE)
         except FileExistsError:
             pass  # made meanwhile: judged below like any other
         except OSError as error:

@@ -150,7 +150,9 @@ PROC_NET_UNIX = Path("/proc/net/unix")
 _ACCEPTING = 0x10000
 
 
-def listening_socket_inodes(bound_path: Path, table: str | None = None) -> set[int]:
+def listening_socket_inodes(
+    bound_path: str | os.PathLike[str], table: str | None = None
+) -> set[int]:
     """The inodes of the Unix sockets listening at `bound_path` (/proc/net/unix:
     `Num RefCount Protocol Flags Type St Inode Path`)."""
     if table is None:

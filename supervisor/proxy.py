@@ -87,11 +87,14 @@ def connect(socket_path: Path) -> ClientConnection:
             raise ProxyError(f"no app-server is listening on {error}") from error
         raise ProxyError(f"cannot connect to {error}") from error
     where = f"control socket {socket_path}"
+    import socket  # websockets wants the full socket object, not _socket's
+
     try:
-        sock.settimeout(None)  # the handshake's limit is open_timeout
+        full = socket.socket(fileno=sock.detach())
+        full.settimeout(None)  # the handshake's limit is open_timeout
         return websocket_connect(
             "ws://localhost/",
-            sock=sock,
+            sock=full,
             open_timeout=CONNECT_TIMEOUT_SECONDS,
             close_timeout=CLOSE_TIMEOUT_SECONDS,
             ping_interval=None,

@@ -421,9 +421,9 @@ def test_a_different_start_time_boot_id_or_pid_does_not_match(change: dict[str, 
     me = identity_of(os.getpid())
     assert me is not None
     if "start_time" in change:
-        other = replace(me, start_time=me.start_time + change["start_time"])
+        other = me.replace(start_time=me.start_time + change["start_time"])
     else:
-        other = replace(me, **change)
+        other = me.replace(**change)
     assert not me.same_process(other)
     assert not other.same_process(me)
 
@@ -431,7 +431,7 @@ def test_a_different_start_time_boot_id_or_pid_does_not_match(change: dict[str, 
 def test_a_start_time_within_float_formatting_noise_matches() -> None:
     me = identity_of(os.getpid())
     assert me is not None
-    assert me.same_process(replace(me, start_time=me.start_time + 0.001))
+    assert me.same_process(me.replace(start_time=me.start_time + 0.001))
 
 
 def test_identity_of_a_pid_that_does_not_exist_is_none() -> None:

@@ -604,14 +604,14 @@ def remove_stale_socket(socket_path: Path) -> None:
             pass
         else:
             return  # alive: not ours to remove
-    for path in dict.fromkeys([target, socket_path]):
+    for path in dict.fromkeys([target, os.fspath(socket_path)]):
         with contextlib.suppress(OSError):
             mode = os.lstat(path).st_mode
             if stat.S_ISSOCK(mode) or stat.S_ISLNK(mode):
                 os.unlink(path)
-    if target != socket_path:
+    if target != os.fspath(socket_path):
         with contextlib.suppress(OSError):
-            target.parent.rmdir()  # only when empty
+            os.rmdir(os.path.dirname(target))  # only when empty
 
 
 def run_keeper(home: Path) -> int:

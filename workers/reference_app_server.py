@@ -219,7 +219,7 @@ def bind_control_socket(home: Path, uid: int, runtime_dir: str | None) -> BoundS
     # leads somewhere no client would follow is only a stale link, replaced below.
     in_use = [bind_path]
     with contextlib.suppress(ProbeError):
-        in_use.insert(0, trusted_socket_target(public_path))
+        in_use.insert(0, Path(trusted_socket_target(public_path)))
     for path in dict.fromkeys(in_use):
         if fits_sun_path(path) and something_answers(path):
             raise ServeError(f"control socket {public_path} is already in use")
