@@ -3,12 +3,12 @@ what it runs."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 DIGEST_CHUNK_BYTES = 1 << 20
 
 
-def file_digest(path: Path) -> str:
+def file_digest(path: str | os.PathLike[str]) -> str:
     """`sha256:<hex>` of the file's contents."""
     import hashlib  # only launches and update passes hash
 

@@ -1,23 +1,32 @@
 """The managed binary (`current/codex`, a release's front): the one executable every
 worker is launched from. Its `--version` is the real codex's (codexd's with the
-`reference` source), and its content digest identifies the release."""
+`reference` source), and its content digest identifies the release.
+
+Light to import: the command fast path reads the version from the cache with it.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
-from pathlib import Path
 
-from supervisor.digest import file_digest
 from supervisor.errors import DaemonError
-from supervisor.statefile import StateFileError, read_json_object, write_json_atomic
+from supervisor.state_read import StateFileError, read_json_object
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    StrPath = str | os.PathLike[str]
 
 VERSION_TIMEOUT_SECONDS = 10.0
 
 
 def require_managed_binary(managed_binary: Path) -> Path:
     """The resolved managed binary, or an error that says how to install it."""
+    from pathlib import Path  # the launching commands' path, not the fast one
+
     resolved = Path(os.path.realpath(managed_binary))
     if not (resolved.is_file() and os.access(resolved, os.X_OK)):
         raise DaemonError(
@@ -28,15 +37,17 @@ def require_managed_binary(managed_binary: Path) -> Path:
     return resolved
 
 
-def managed_version(managed_binary: Path, cache: Path | None = None) -> str | None:
+def managed_version(managed_binary: StrPath, cache: StrPath | None = None) -> str | None:
     """What `<managed binary> --version` reports, None when it cannot say."""
     return _cached_fact(managed_binary, cache, "version", _run_version)
 
 
-def managed_digest(managed_binary: Path, cache: Path | None = None) -> str | None:
+def managed_digest(managed_binary: StrPath, cache: StrPath | None = None) -> str | None:
     """The resolved managed binary's content digest, None when it cannot be read."""
 
-    def digest(path: Path) -> str | None:
+    def digest(path: str) -> str | None:
+        from supervisor.digest import file_digest  # only on a cache miss
+
         try:
             return file_digest(path)
         except OSError:
@@ -46,15 +57,18 @@ def managed_digest(managed_binary: Path, cache: Path | None = None) -> str | Non
 
 
 def _cached_fact(
-    managed_binary: Path, cache: Path | None, name: str, compute: Callable[[Path], str | None]
+    managed_binary: StrPath,
+    cache: StrPath | None,
+    name: str,
+    compute: Callable[[str], str | None],
 ) -> str | None:
     """A fact about the resolved managed binary, kept in `cache` keyed by the file's
     identity (device, inode, size, mtime, ctime): running a release or hashing a
     300 MB binary costs far more than the command that asks, and any write to or
     replacement of the file changes the key."""
-    resolved = Path(os.path.realpath(managed_binary))
+    resolved = os.path.realpath(managed_binary)
     try:
-        stat = resolved.stat()
+        stat = os.stat(resolved)
     except OSError:
         return None
     key = (
@@ -72,17 +86,19 @@ def _cached_fact(
             return cached
     value = compute(resolved)
     if cache is not None and value is not None:
+        from supervisor.statefile import write_json_atomic  # only on a cache miss
+
         with contextlib.suppress(StateFileError):  # only a cache
             write_json_atomic(cache, {**entry, name: value})
     return value
 
 
-def _run_version(executable: Path) -> str | None:
+def _run_version(executable: str) -> str | None:
     import subprocess  # only on a cache miss
 
     try:
         completed = subprocess.run(
-            [str(executable), "--version"],
+            [executable, "--version"],
             capture_output=True,
             text=True,
             timeout=VERSION_TIMEOUT_SECONDS,

@@ -3,13 +3,18 @@ written for codex parse them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
 from enum import Enum
-from pathlib import Path
-from typing import Any
 
 from supervisor.decisions import RemoteControlStatus
+from supervisor.lean import Value
 from supervisor.version import CODEXD_VERSION
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    StrPath = str | os.PathLike[str]
 
 BACKEND_PID = "pid"
 
@@ -23,15 +28,34 @@ class LifecycleStatus(Enum):
     RUNNING = "running"
 
 
-@dataclass(frozen=True)
-class LifecycleOutput:
-    status: LifecycleStatus
-    managed: bool  # a managed app-server runs (backend "pid")
-    managed_codex_path: Path
-    managed_codex_version: str | None
-    socket_path: Path
-    pid: int | None = None  # only when this call started the process
-    app_server_version: str | None = None
+class LifecycleOutput(Value):
+    __slots__ = (
+        "app_server_version",
+        "managed",
+        "managed_codex_path",
+        "managed_codex_version",
+        "pid",
+        "socket_path",
+        "status",
+    )
+
+    def __init__(
+        self,
+        status: LifecycleStatus,
+        managed: bool,  # a managed app-server runs (backend "pid")
+        managed_codex_path: StrPath,
+        managed_codex_version: str | None,
+        socket_path: StrPath,
+        pid: int | None = None,  # only when this call started the process
+        app_server_version: str | None = None,
+    ) -> None:
+        self.status = status
+        self.managed = managed
+        self.managed_codex_path = managed_codex_path
+        self.managed_codex_version = managed_codex_version
+        self.socket_path = socket_path
+        self.pid = pid
+        self.app_server_version = app_server_version
 
     def to_json(self) -> dict[str, Any]:
         value: dict[str, Any] = {"status": self.status.value}
@@ -50,13 +74,28 @@ class LifecycleOutput:
         return value
 
 
-@dataclass(frozen=True)
-class RemoteControlOutput:
-    status: RemoteControlStatus
-    managed: bool
-    remote_control_enabled: bool
-    socket_path: Path
-    app_server_version: str | None = None
+class RemoteControlOutput(Value):
+    __slots__ = (
+        "app_server_version",
+        "managed",
+        "remote_control_enabled",
+        "socket_path",
+        "status",
+    )
+
+    def __init__(
+        self,
+        status: RemoteControlStatus,
+        managed: bool,
+        remote_control_enabled: bool,
+        socket_path: StrPath,
+        app_server_version: str | None = None,
+    ) -> None:
+        self.status = status
+        self.managed = managed
+        self.remote_control_enabled = remote_control_enabled
+        self.socket_path = socket_path
+        self.app_server_version = app_server_version
 
     def to_json(self) -> dict[str, Any]:
         value: dict[str, Any] = {"status": self.status.value}
@@ -72,16 +111,37 @@ class RemoteControlOutput:
         return value
 
 
-@dataclass(frozen=True)
-class BootstrapOutput:
-    remote_control_enabled: bool
-    auto_update_enabled: bool
-    managed_codex_path: Path
-    managed_codex_version: str | None
-    socket_path: Path
-    app_server_version: str
-    persistence: str | None = None  # "systemd" or "cron" under --persist
-    warning: str | None = None  # for stderr, not the JSON
+class BootstrapOutput(Value):
+    __slots__ = (
+        "app_server_version",
+        "auto_update_enabled",
+        "managed_codex_path",
+        "managed_codex_version",
+        "persistence",
+        "remote_control_enabled",
+        "socket_path",
+        "warning",
+    )
+
+    def __init__(
+        self,
+        remote_control_enabled: bool,
+        auto_update_enabled: bool,
+        managed_codex_path: StrPath,
+        managed_codex_version: str | None,
+        socket_path: StrPath,
+        app_server_version: str,
+        persistence: str | None = None,  # "systemd" or "cron" under --persist
+        warning: str | None = None,  # for stderr, not the JSON
+    ) -> None:
+        self.remote_control_enabled = remote_control_enabled
+        self.auto_update_enabled = auto_update_enabled
+        self.managed_codex_path = managed_codex_path
+        self.managed_codex_version = managed_codex_version
+        self.socket_path = socket_path
+        self.app_server_version = app_server_version
+        self.persistence = persistence
+        self.warning = warning
 
     def to_json(self) -> dict[str, Any]:
         persisted = {} if self.persistence is None else {"persistence": self.persistence}
@@ -99,21 +159,25 @@ class BootstrapOutput:
         }
 
 
-@dataclass(frozen=True)
-class UnpersistOutput:
-    removed: list[str]  # "systemd", "cron"
+class UnpersistOutput(Value):
+    __slots__ = ("removed",)
+
+    def __init__(self, removed: list[str]) -> None:
+        self.removed = removed  # "systemd", "cron"
 
     def to_json(self) -> dict[str, Any]:
         status = "unpersisted" if self.removed else "notPersisted"
         return {"status": status, "removed": self.removed}
 
 
-@dataclass(frozen=True)
-class StopAllOutput:
+class StopAllOutput(Value):
     """`stop --all`: the app-server and the updater."""
 
-    app_server_stopped: bool
-    updater_stopped: bool
+    __slots__ = ("app_server_stopped", "updater_stopped")
+
+    def __init__(self, app_server_stopped: bool, updater_stopped: bool) -> None:
+        self.app_server_stopped = app_server_stopped
+        self.updater_stopped = updater_stopped
 
     def to_json(self) -> dict[str, Any]:
         stopped = self.app_server_stopped or self.updater_stopped
