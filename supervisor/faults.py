@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
 from supervisor.config import PAUSE_ENV
 
@@ -28,6 +27,7 @@ def pause_point(name: str) -> None:
     point, _, marker = spec.partition(":")
     if point != name or not marker:
         return
-    Path(marker).write_text(f"{os.getpid()}\n")
+    with open(marker, "w") as file:
+        file.write(f"{os.getpid()}\n")
     while True:  # until the test kills us
         signal.pause()

@@ -22,6 +22,7 @@ from types import TracebackType
 from lockfile import AlreadyLocked, LockFailed, LockTimeout, NotLocked, NotMyLock
 
 from supervisor.errors import DaemonError
+from supervisor.flock import is_held, try_flock
 from supervisor.identity import command_line, process_state
 from supervisor.private_dir import describe_owner
 
@@ -54,16 +55,6 @@ def _reason(path: Path, error: OSError) -> str:
         # Typically left by `sudo codexd ...` in a user's home.
         return f"permission denied ({describe_owner(path)}); run codexd as its owner"
     return error.strerror or str(error)
-
-
-def _try_flock(fd: int, operation: int) -> bool:
-    try:
-        fcntl.flock(fd, operation | fcntl.LOCK_NB)
-    except OSError as error:
-        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            return False
-        raise
-    return True
 
 
 def lock_holders(path: Path) -> list[int]:
@@ -211,7 +202,7 @@ class FlockLock:
                 # holds a shared lock for microseconds, and must not read as a holder.
                 patience = timeout if timeout > 0 else PROBE_PATIENCE_SECONDS
                 deadline = time.monotonic() + patience
-                while not _try_flock(fd, fcntl.LOCK_EX):
+                while not try_flock(fd, fcntl.LOCK_EX):
                     if time.monotonic() >= deadline:
                         if timeout <= 0:
                             raise AlreadyLocked(f"{self.path} is locked by another process")
@@ -235,23 +226,11 @@ class FlockLock:
         if self.fd is not None:
             return True
         try:
-            # O_NONBLOCK: a FIFO planted in its place must not hang the probe.
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except FileNotFoundError:
-            return False
+            return is_held(self.path)
         except OSError as error:
-            if error.errno == errno.ELOOP:
-                # A symlink: none of our workers can hold it (they never follow one),
-                # and taking it fails with a message that names it.
-                return False
             raise LockFileError(
                 f"cannot open lock file {self.path}: {_reason(self.path, error)}"
             ) from error
-        try:
-            # Shared: two probes never see each other as the holder.
-            return not _try_flock(fd, fcntl.LOCK_SH)
-        finally:
-            os.close(fd)  # closing drops the probe's own lock, if it got one
 
     def i_am_locking(self) -> bool:
         return self.fd is not None

@@ -26,7 +26,23 @@ APP_SERVER_RECORD_NAME = "app-server.pid"
 APP_SERVER_LOG_NAME = "app-server.log"
 UPDATER_RECORD_NAME = "app-server-updater.pid"
 UPDATER_LOG_NAME = "app-server-updater.log"
+UPDATER_INSTALLER_RECORD_NAME = "app-server-updater.installer.json"
+UPDATER_LAST_PASS_NAME = "app-server-updater.last-pass.json"
 LOCK_SUFFIX = ".lock"
+# Every file codexd reads or replaces in the state dir.
+STATE_FILE_NAMES = (
+    APP_SERVER_RECORD_NAME,
+    UPDATER_RECORD_NAME,
+    APP_SERVER_RECORD_NAME + LOCK_SUFFIX,
+    UPDATER_RECORD_NAME + LOCK_SUFFIX,
+    SETTINGS_NAME,
+    MANAGED_BINARY_CACHE_NAME,
+    DAEMON_LOCK_NAME,
+    UPDATER_INSTALLER_RECORD_NAME,
+    UPDATER_LAST_PASS_NAME,
+    APP_SERVER_LOG_NAME,
+    UPDATER_LOG_NAME,
+)
 # packages/standalone/current/codex, under the home.
 MANAGED_BINARY_PARTS = ("packages", "standalone", "current", "codex")
 
@@ -86,11 +102,11 @@ class HomePaths(Value):
     @property
     def updater_installer_record(self) -> Path:
         """The updater's running installer, so a successor can end it."""
-        return self.state_dir / "app-server-updater.installer.json"
+        return self.state_dir / UPDATER_INSTALLER_RECORD_NAME
 
     @property
     def updater_last_pass(self) -> Path:
-        return self.state_dir / "app-server-updater.last-pass.json"
+        return self.state_dir / UPDATER_LAST_PASS_NAME
 
     @property
     def updater_log(self) -> Path:
@@ -98,18 +114,7 @@ class HomePaths(Value):
 
     def state_files(self) -> list[Path]:
         """Every file codexd reads or replaces in the state dir."""
-        records = [self.app_server_record, self.updater_record]
-        return [
-            *records,
-            *(lock_path_for(record) for record in records),
-            self.settings_file,
-            self.managed_binary_cache,
-            self.daemon_lock,
-            self.updater_installer_record,
-            self.updater_last_pass,
-            self.app_server_log,
-            self.updater_log,
-        ]
+        return [self.state_dir / name for name in STATE_FILE_NAMES]
 
     @property
     def standalone_dir(self) -> Path:

@@ -10,41 +10,76 @@ The app-server's record names the keeper (`pid`) and, while one runs, its app-se
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any
 
 from supervisor.identity import ProcessIdentity, lstart
-from supervisor.statefile import StateFileError, read_json_object, write_json_atomic
+from supervisor.lean import Value
+from supervisor.state_read import StateFileError, read_json_object
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    StrPath = str | os.PathLike[str]
 
 
-@dataclass(frozen=True)
-class PidRecord:
-    pid: int
-    process_start_time: float
-    boot_id: str
-    executable: str
-    executable_digest: str
-    # App-server only.
-    remote_control_enabled: bool | None = None
-    socket_path: str | None = None
-    version: str | None = None
-    # codex's own identity check: field 22 of /proc/<pid>/stat.
-    start_ticks: int | None = None
-    # The session the worker leads its processes in: what a dead keeper left behind
-    # is found by it.
-    session_id: int | None = None
-    # The keeper's app-server, while one runs.
-    app_server: ChildRecord | None = None
-    keeper: KeeperReport | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+class PidRecord(Value):
+    __slots__ = (
+        "app_server",
+        "boot_id",
+        "executable",
+        "executable_digest",
+        "extra",
+        "keeper",
+        "pid",
+        "process_start_time",
+        "remote_control_enabled",
+        "session_id",
+        "socket_path",
+        "start_ticks",
+        "version",
+    )
+
+    def __init__(
+        self,
+        pid: int,
+        process_start_time: float,
+        boot_id: str,
+        executable: str,
+        executable_digest: str,
+        # App-server only.
+        remote_control_enabled: bool | None = None,
+        socket_path: str | None = None,
+        version: str | None = None,
+        # codex's own identity check: field 22 of /proc/<pid>/stat.
+        start_ticks: int | None = None,
+        # The session the worker leads its processes in: what a dead keeper left behind
+        # is found by it.
+        session_id: int | None = None,
+        # The keeper's app-server, while one runs.
+        app_server: ChildRecord | None = None,
+        keeper: KeeperReport | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.pid = pid
+        self.process_start_time = process_start_time
+        self.boot_id = boot_id
+        self.executable = executable
+        self.executable_digest = executable_digest
+        self.remote_control_enabled = remote_control_enabled
+        self.socket_path = socket_path
+        self.version = version
+        self.start_ticks = start_ticks
+        self.session_id = session_id
+        self.app_server = app_server
+        self.keeper = keeper
+        self.extra: dict[str, Any] = {} if extra is None else extra
 
     @property
     def identity(self) -> ProcessIdentity:
         return ProcessIdentity(self.pid, self.process_start_time, self.boot_id)
 
     def with_version(self, version: str) -> PidRecord:
-        return replace(self, version=version)
+        return self.replace(version=version)
 
     @property
     def failed(self) -> bool:
@@ -81,14 +116,16 @@ class PidRecord:
         return value
 
 
-@dataclass(frozen=True)
-class ChildRecord:
+class ChildRecord(Value):
     """The app-server a keeper runs: enough to recognise it, never to signal it (only
     its keeper does that)."""
 
-    pid: int
-    start_time: float
-    start_ticks: int | None = None
+    __slots__ = ("pid", "start_ticks", "start_time")
+
+    def __init__(self, pid: int, start_time: float, start_ticks: int | None = None) -> None:
+        self.pid = pid
+        self.start_time = start_time
+        self.start_ticks = start_ticks
 
     def to_json(self) -> dict[str, Any]:
         value: dict[str, Any] = {
@@ -113,13 +150,15 @@ def child_from_json(value: dict[str, Any]) -> ChildRecord | None:
 FAILED_STATE = "failed"
 
 
-@dataclass(frozen=True)
-class ExitReport:
+class ExitReport(Value):
     """One end of an app-server, as the keeper saw it."""
 
-    at: str  # ISO 8601, UTC
-    description: str  # "exit status 3", "killed by SIGSEGV"
-    reason: str  # crashed, unresponsive, killedByPerson, replaced, stopped
+    __slots__ = ("at", "description", "reason")
+
+    def __init__(self, at: str, description: str, reason: str) -> None:
+        self.at = at  # ISO 8601, UTC
+        self.description = description  # "exit status 3", "killed by SIGSEGV"
+        self.reason = reason  # crashed, unresponsive, stopped, ...
 
     def to_json(self) -> dict[str, Any]:
         return {"at": self.at, "description": self.description, "reason": self.reason}
@@ -134,17 +173,27 @@ def exit_from_json(value: object) -> ExitReport | None:
     return ExitReport(at, description, reason)
 
 
-@dataclass(frozen=True)
-class KeeperReport:
+class KeeperReport(Value):
     """What the keeper publishes about its app-server, for `status` and `version`."""
 
-    state: str  # supervision.KeeperState's value
-    since: str  # when it entered that state, ISO 8601
-    restarts: int = 0
-    last_exit: ExitReport | None = None
-    # Why it gave up, and the exits that made it, when state is "failed".
-    failure: str | None = None
-    failed_exits: tuple[ExitReport, ...] = ()
+    __slots__ = ("failed_exits", "failure", "last_exit", "restarts", "since", "state")
+
+    def __init__(
+        self,
+        state: str,  # supervision.KeeperState's value
+        since: str,  # when it entered that state, ISO 8601
+        restarts: int = 0,
+        last_exit: ExitReport | None = None,
+        # Why it gave up, and the exits that made it, when state is "failed".
+        failure: str | None = None,
+        failed_exits: tuple[ExitReport, ...] = (),
+    ) -> None:
+        self.state = state
+        self.since = since
+        self.restarts = restarts
+        self.last_exit = last_exit
+        self.failure = failure
+        self.failed_exits = failed_exits
 
     def to_json(self) -> dict[str, Any]:
         value: dict[str, Any] = {
@@ -205,7 +254,7 @@ _KNOWN = {
 }
 
 
-def record_from_json(path: Path, value: dict[str, Any]) -> PidRecord:
+def record_from_json(path: StrPath, value: dict[str, Any]) -> PidRecord:
     for key, kind in _REQUIRED.items():
         if not isinstance(value.get(key), kind) or isinstance(value.get(key), bool):
             raise StateFileError(f"{path}: missing or invalid {key!r}")
@@ -236,17 +285,19 @@ def record_from_json(path: Path, value: dict[str, Any]) -> PidRecord:
     )
 
 
-def read_record(path: Path) -> PidRecord | None:
+def read_record(path: StrPath) -> PidRecord | None:
     """The record, None when absent; StateFileError naming the file when unreadable."""
     value = read_json_object(path)
     return None if value is None else record_from_json(path, value)
 
 
-def write_record(path: Path, record: PidRecord) -> None:
+def write_record(path: StrPath, record: PidRecord) -> None:
+    from supervisor.statefile import write_json_atomic  # writers only
+
     write_json_atomic(path, record.to_json())
 
 
-def remove_record(path: Path) -> None:
+def remove_record(path: StrPath) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:

@@ -9,16 +9,12 @@ is one line that names the file.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 import stat
-from pathlib import Path
-from typing import Any
 
 from supervisor.faults import pause_point
 from supervisor.identity import identity_of
-from supervisor.paths import HomePaths
+from supervisor.paths import STATE_FILE_NAMES, HomePaths
 from supervisor.private_dir import ensure_home
 from supervisor.state_read import (
     STATE_FILE_MAX_BYTES,
@@ -36,14 +32,19 @@ __all__ = [
     "read_json_object",
     "read_state_file",
     "remove_stale_temp_files",
+    "temp_file_writer",
     "write_atomic",
     "write_json_atomic",
 ]
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    StrPath = str | os.PathLike[str]
+
 STATE_FILE_MODE = 0o600
-# `.<name>.<writer pid>.<random>.tmp`: the pid tells a dead writer's leftover from a
-# live writer's work in progress.
-_TEMP_FILE = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[A-Za-z0-9_]+\.tmp")
+TEMP_SUFFIX = ".tmp"
 
 
 def prepare_state_dir(paths: HomePaths) -> None:
@@ -52,7 +53,15 @@ def prepare_state_dir(paths: HomePaths) -> None:
     regular file (or a symlink, which no reader follows) sits where a state file
     belongs, and the temp files of writers killed mid-write are gone."""
     ensure_home(paths)
-    for path in paths.state_files():
+    check_state_files(paths.state_dir)
+    remove_stale_temp_files(paths.state_dir)
+
+
+def check_state_files(state_dir: StrPath) -> None:
+    """Nothing but a regular file (or a symlink, which no reader follows) sits where a
+    state file belongs: a FIFO would block a reader, a directory fail a writer."""
+    for name in STATE_FILE_NAMES:
+        path = os.path.join(state_dir, name)
         with contextlib.suppress(FileNotFoundError):
             mode = os.lstat(path).st_mode
             if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
@@ -60,17 +69,33 @@ def prepare_state_dir(paths: HomePaths) -> None:
                     f"{path} is {file_kind(mode)}, not a state file: move it out of the way "
                     "(codexd removes nothing it did not write)"
                 )
-    remove_stale_temp_files(paths.state_dir)
 
 
-def remove_stale_temp_files(directory: Path) -> list[str]:
+def temp_file_writer(name: str) -> int | None:
+    """The writer's pid in the name of a `write_atomic` temp file,
+    `.<name>.<writer pid>.<random>.tmp`; None for any other name. (No regular
+    expression: `re` is slow to import for every command.)"""
+    if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+        return None
+    parts = name[1 : -len(TEMP_SUFFIX)].rsplit(".", 2)
+    if len(parts) != 3 or not parts[0]:
+        return None
+    _, pid, random = parts
+    if not (pid.isascii() and pid.isdigit() and random and random.replace("_", "").isalnum()):
+        return None
+    if not random.isascii():
+        return None
+    return int(pid)
+
+
+def remove_stale_temp_files(directory: StrPath) -> list[str]:
     """Remove the temp files of `write_atomic` calls whose process is gone (a SIGKILL
     between the write and the rename; a zombie counts as gone); the names removed."""
     removed = []
     with contextlib.suppress(OSError):
         for entry in os.scandir(directory):
-            match = _TEMP_FILE.fullmatch(entry.name)
-            if match is None or identity_of(int(match["pid"])) is not None:
+            writer = temp_file_writer(entry.name)
+            if writer is None or identity_of(writer) is not None:
                 continue
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
@@ -83,6 +108,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
 
     The rename replaces a symlink at `path` rather than writing through it."""
     import tempfile  # only writers pay for it: `version` and most `start`s write nothing
+    from pathlib import Path
 
     path = Path(path)
     try:
@@ -106,4 +132,8 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike[str], value: Any) -> None:
+    """Pretty (indented) JSON, for people to read: through `json`, which writers pay
+    for (fastjson's C encoder does not indent)."""
+    import json
+
     write_atomic(path, (json.dumps(value, indent=2, sort_keys=False) + "\n").encode())

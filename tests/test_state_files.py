@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -300,7 +299,7 @@ def test_record_with_version_sets_only_the_version() -> None:
     record = full_record()
     updated = record.with_version("0.170.0")
     assert updated.version == "0.170.0"
-    assert replace(updated, version=record.version) == record
+    assert updated.replace(version=record.version) == record
 
 
 def test_record_identity_is_pid_start_time_and_boot_id() -> None:
@@ -482,3 +481,24 @@ def test_file_digest_follows_a_symlink_to_its_target(tmp_path: Path) -> None:
     link = tmp_path / "current"
     link.symlink_to(target)
     assert file_digest(link) == file_digest(target)
+
+
+@pytest.mark.parametrize(
+    ("name", "writer"),
+    [
+        (".settings.json.123.abc_def9.tmp", 123),
+        (".app-server.pid.77.x.tmp", 77),
+        (".app-server.log.1.4242.copy.tmp", 4242),
+        ("settings.json", None),
+        (".settings.json.tmp", None),
+        (".settings.json.12x.abc.tmp", None),
+        (".settings.json.123..tmp", None),
+        (".settings.json.123.a-b.tmp", None),
+        ("..123.abc.tmp", None),
+        (".x.١٢٣.abc.tmp", None),  # digits, but not ASCII ones
+    ],
+)
+def test_temp_file_writer(name: str, writer: int | None) -> None:
+    from supervisor.statefile import temp_file_writer
+
+    assert temp_file_writer(name) == writer

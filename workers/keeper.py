@@ -24,7 +24,6 @@ import socket
 import stat
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from supervisor import config
@@ -372,8 +371,7 @@ class Keeper:
         from supervisor.identity import identity_of, start_ticks
 
         live = identity_of(pid)
-        self.record = replace(
-            self.record,
+        self.record = self.record.replace(
             app_server=ChildRecord(pid, live.start_time if live else time.time(), start_ticks(pid)),
         )
         log(f"launched app-server pid {pid}: {' '.join(argv)}")
@@ -486,8 +484,8 @@ class Keeper:
             remove_record(self.paths.app_server_record)
             return
         running = self.child_pid is not None
-        self.record = replace(
-            self.record, keeper=report, app_server=self.record.app_server if running else None
+        self.record = self.record.replace(
+            keeper=report, app_server=self.record.app_server if running else None
         )
         from supervisor.statefile import StateFileError
 

@@ -378,7 +378,7 @@ class Updater:
         assert own is not None
         write_record(
             self.paths.updater_record,
-            replace(own, executable=str(managed_path), executable_digest=digest),
+            own.replace(executable=str(managed_path), executable_digest=digest),
         )
         log(f"re-executing from {managed_path} ({digest})")
         self.inbox.close()
