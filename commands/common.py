@@ -9,21 +9,22 @@ when an operation runs.
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
 
+from supervisor import fastjson
 from supervisor.errors import DaemonError
-from supervisor.paths import HomePaths
 from supervisor.private_dir import checked_home_paths
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Protocol
+
     from supervisor.lifecycle import Daemon
+    from supervisor.paths import HomePaths
 
-
-class JsonOutput(Protocol):
-    def to_json(self) -> dict[str, Any]: ...
+    class JsonOutput(Protocol):
+        def to_json(self) -> dict[str, Any]: ...
 
 
 LIFECYCLE_OPERATIONS: dict[str, Callable[[Daemon], JsonOutput]] = {
@@ -33,7 +34,14 @@ LIFECYCLE_OPERATIONS: dict[str, Callable[[Daemon], JsonOutput]] = {
     "version": lambda daemon: daemon.version(),
     "enable-remote-control": lambda daemon: daemon.set_remote_control(True),
     "disable-remote-control": lambda daemon: daemon.set_remote_control(False),
+    "rollback": lambda daemon: _rollback(daemon),
 }
+
+
+def _rollback(daemon: Daemon) -> JsonOutput:
+    from supervisor.manual_update import rollback
+
+    return rollback(daemon)
 
 
 def home_paths() -> HomePaths:
@@ -46,7 +54,12 @@ def run_and_print(operation: Callable[[], JsonOutput]) -> None:
     except DaemonError as error:  # StateFileError among them
         print(f"codexd: {error}", file=sys.stderr, flush=True)
         sys.exit(1)
-    print(json.dumps(output.to_json()), flush=True)
+    print_json(output.to_json())
+
+
+def print_json(value: dict[str, Any]) -> None:
+    """The one JSON object, on one line (as `json.dumps` writes it)."""
+    print(fastjson.dumps(value), flush=True)
 
 
 def run_lifecycle(command: str) -> None:

@@ -13,6 +13,10 @@ import sys
 
 from supervisor.version import CODEXD_VERSION
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 def lifecycle_command(argv: list[str]) -> str | None:
     """The lifecycle command `argv` is exactly, in either grammar; None otherwise."""
@@ -23,6 +27,18 @@ def lifecycle_command(argv: list[str]) -> str | None:
     if argv[:2] == ["app-server", "daemon"] and len(argv) == 3 and argv[2] in LIFECYCLE_OPERATIONS:
         return argv[2]
     return None
+
+
+def fast_answer(command: str) -> dict[str, Any] | None:
+    """`version` and an already-running `start`, answered by supervisor/fast_path.py
+    when all is ordinary; None for the lifecycle to answer."""
+    if command not in ("version", "start"):
+        return None
+    from supervisor import fast_path
+    from supervisor.paths import home_from_environment
+
+    home = home_from_environment()
+    return fast_path.version(home) if command == "version" else fast_path.start(home)
 
 
 # The long-lived workers, started detached by the launcher; never through click, whose
@@ -57,6 +73,12 @@ def main() -> None:
         sys.exit(run_worker(argv[2]))
     command = lifecycle_command(argv)
     if command is not None:
+        answer = fast_answer(command)
+        if answer is not None:
+            from commands.common import print_json
+
+            print_json(answer)
+            return
         from commands.common import run_lifecycle
 
         run_lifecycle(command)

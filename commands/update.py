@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from commands.common import home_paths, run_and_print
+from commands.common import home_paths, run_and_print, run_lifecycle
 
 
 def confirm_on_terminal(busy: int) -> bool:
@@ -64,7 +64,4 @@ def rollback() -> None:
 
     Prints {"status": "rolledBack", "release", "rolledBackFrom", ...}; exits 0, or 1
     when there is no previous release (or it is gone from disk)."""
-    from supervisor.lifecycle import Daemon
-    from supervisor.manual_update import rollback as roll_back_now
-
-    run_and_print(lambda: roll_back_now(Daemon(home_paths())))
+    run_lifecycle("rollback")

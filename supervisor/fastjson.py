@@ -45,10 +45,12 @@ _encode = _json.make_encoder(
 )
 
 
-def _error(message: str, text: str, position: int) -> Exception:
-    from json import JSONDecodeError  # the error path may import json
+def _as_json_says(text: str) -> Any:
+    """The error path: `json` itself says what is wrong (the C scanner's own error
+    reporting imports `json.decoder`, and fails when that import happens inside it)."""
+    import json
 
-    return JSONDecodeError(message, text, position)
+    return json.loads(text)
 
 
 def loads(text: str) -> Any:
@@ -57,13 +59,12 @@ def loads(text: str) -> Any:
     start = len(text) - len(text.lstrip(_WHITESPACE))
     try:
         value, end = _scan(text, start)
-    except StopIteration as stop:
-        raise _error("Expecting value", text, stop.value) from None
+    except (StopIteration, ValueError, SystemError):
+        return _as_json_says(text)
     finally:
         _Context.memo.clear()
-    rest = len(text) - len(text[end:].lstrip(_WHITESPACE))
-    if rest != len(text):
-        raise _error("Extra data", text, rest)
+    if text[end:].strip(_WHITESPACE):
+        return _as_json_says(text)  # "Extra data"
     return value
 
 

@@ -18,7 +18,7 @@ from enum import Enum
 
 from supervisor.errors import DaemonError
 from supervisor.lean import Value
-from supervisor.paths import HomePaths, resolve_home
+from supervisor.paths import SOCKET_DIR_NAME, STATE_DIR_NAME, HomePaths, resolve_home
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -261,14 +261,20 @@ def ensure_private_dir(path: str | os.PathLike[str], rule: DirRule, *, create: b
         raise PrivateDirError(refusal(path, verdict, facts, rule))
 
 
-def check_home(paths: HomePaths) -> None:
+def check_home(paths: HomePaths, *, loose_ok: bool = True) -> None:
     """What every command checks before it reads anything under the home: the home,
     the state dir and the socket dir are, where they exist, directories of ours. A
-    loose mode passes here; the next lifecycle command tightens it."""
-    if not check_private_dir(paths.home, HOME, loose_ok=True):
+    loose mode passes here (unless not `loose_ok`); the next lifecycle command
+    tightens it."""
+    check_home_dirs(os.fspath(paths.home), loose_ok=loose_ok)
+
+
+def check_home_dirs(home: str, *, loose_ok: bool = True) -> None:
+    """`check_home` for a home given as a string (the command fast path's)."""
+    if not check_private_dir(home, HOME, loose_ok=loose_ok):
         return  # nothing below a missing home exists either
-    check_private_dir(paths.state_dir, STATE_DIR, loose_ok=True)
-    check_private_dir(paths.socket_path.parent, SOCKET_DIR, loose_ok=True)
+    check_private_dir(os.path.join(home, STATE_DIR_NAME), STATE_DIR, loose_ok=loose_ok)
+    check_private_dir(os.path.join(home, SOCKET_DIR_NAME), SOCKET_DIR, loose_ok=loose_ok)
 
 
 def checked_home_paths() -> HomePaths:

@@ -66,3 +66,20 @@ def test_it_imports_neither_json_nor_re() -> None:
         check=True,
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_the_first_error_in_a_fresh_process_is_a_json_decode_error() -> None:
+    """CPython's scanner reports errors by importing json.decoder, which fails from
+    inside it: fastjson lets json say it instead."""
+    code = (
+        "from supervisor import fastjson\n"
+        "try:\n    fastjson.loads('{this is not json')\n"
+        "except ValueError as error:\n    print(type(error).__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", f"import sys; sys.path[:0] = {sys.path!r}\n{code}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.strip() == "JSONDecodeError"
