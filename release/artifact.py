@@ -28,7 +28,15 @@ from pathlib import Path
 SHEBANG = b"#!/usr/bin/env python3\n"
 # Read by supervisor/install.py: keep the two in step.
 METADATA_NAME = "codexd-release.json"
-MAIN_SOURCE = b"from commands.main import main\n\nmain()\n"
+# Run as a file (`python -I -S <dir>/__main__.py`), not as a directory: a directory goes
+# through runpy, a millisecond on every command. -I leaves the script's own directory
+# off sys.path, so it puts it there.
+MAIN_SOURCE = (
+    b"import sys\n\n"
+    b"sys.path.insert(0, __file__.rpartition('/')[0])\n"
+    b"from commands.main import main  # noqa: E402\n\n"
+    b"main()\n"
+)
 SOURCE_PACKAGES = ("supervisor", "workers", "commands")
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 COMPRESS_LEVEL = 9

@@ -81,7 +81,8 @@ def _locate(release: Release) -> str:
 
 def _run_codexd(release: Release) -> str:
     codexd_dir = check_relative(f"codexd/{release.codexd.store}")
-    return f'exec {sh_quote(release.python)} -I -S "$p/{codexd_dir}" "$@"\n'
+    # Its __main__.py as a file: a directory would go through runpy (see artifact.py).
+    return f'exec {sh_quote(release.python)} -I -S "$p/{codexd_dir}/__main__.py" "$@"\n'
 
 
 def _parts_comment(release: Release) -> str:
