@@ -72,6 +72,10 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
+def minimum(values: list[float]) -> float:
+    return min(values) if values else math.nan
+
+
 def ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else math.nan
 
@@ -321,9 +325,9 @@ def case_rows(result: CaseResult) -> list[dict[str, Any]]:
                 "ratio": ratio(codexd_median, codex_median),
                 # Minimums: the least disturbed trial, a check on medians when other
                 # work shares the machine.
-                "codexd_min": min(values),
-                "codex_min": min(reference),
-                "ratio_of_minimums": ratio(min(values), min(reference)),
+                "codexd_min": minimum(values),
+                "codex_min": minimum(reference),
+                "ratio_of_minimums": ratio(minimum(values), minimum(reference)),
                 "target": target.text,
                 "target_ratio": target.ratio,
                 "target_absolute": target.at_most,
