@@ -1,19 +1,21 @@
 """Setup: the temporary homes and what is installed in them.
 
-- `h-rel`: codexd's release, installed by install.sh as a user installs it, serving
-  its own app-server;
-- `h-real`: the same release with the real codex binary as its managed binary, so
-  `restart` compares the daemons on the same app-server;
+- `h-rel`: codexd as a user installs it: `sh install.sh` from the source tree with
+  `CODEXD_CODEX_SOURCE=path:<the real codex>`, so the front
+  (`packages/standalone/current/codex`) runs codexd for `app-server daemon ...` and the
+  real codex for everything else, the app-server included;
 - `h-codex`: the real codex daemon, from the managed install it makes for itself.
 
-Standard library only.
+Both homes' app-servers are the same real codex binary (the same bytes: checked here),
+so only the daemons differ. Standard library only.
 """
 
 from __future__ import annotations
 
+import filecmp
 import os
+import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from common import CHECKOUT, BenchError, progress
@@ -21,23 +23,70 @@ from real_codex import CODEX_VERSION, RealCodexUnavailable, ensure_real_codex
 from subjects import Installed, InstalledRelease, Subject, ensure_nothing_runs, run_command
 
 
-def install_codexd_release(source: Path, home: Path, scratch: Path) -> InstalledRelease:
-    """Build the source tree's release and install it into `home` the way a user does:
-    `release/publish.py` into a channel, then `sh install.sh` with CODEX_HOME set."""
-    channel = scratch / "channel"
-    progress(f"building the codexd release from {source} (release/publish.py)")
-    name = subprocess.run(
-        [sys.executable, str(source / "release" / "publish.py"), "--channel", str(channel)],
-        capture_output=True,
-        text=True,
-        check=True,
-        stdin=subprocess.DEVNULL,
-    ).stdout.strip()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CODEXD_")}
-    env.update(CODEXD_CHANNEL=str(channel), CODEX_HOME=str(home))
+def install_env(home: Path, bin_dir: Path, real_codex: Path, scratch: Path) -> dict[str, str]:
+    """install.sh's environment: this home, the `codexd` command in `bin_dir` (never
+    ~/.local/bin), the real codex copied in from `real_codex`, temp files in `scratch`
+    (removed with it, whatever happens to install.sh); no CODEXD_* setting of ours."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("CODEXD_") and key != "CODEX_HOME"
+    }
+    env.update(
+        CODEX_HOME=str(home),
+        CODEXD_BIN_DIR=str(bin_dir),
+        CODEXD_CODEX_SOURCE=f"path:{real_codex}",
+        TMPDIR=str(scratch),
+    )
+    return env
+
+
+def read_marker(path: Path) -> dict[str, str]:
+    """A release's `.codexd-release`: `key=value` lines."""
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise BenchError(f"cannot read the release marker {path}: {error.strerror}") from error
+    pairs = (line.partition("=") for line in text.splitlines())
+    return {key: value for key, sep, value in pairs if sep}
+
+
+def installed_release(home: Path, bin_dir: Path) -> InstalledRelease:
+    """What install.sh put in `home`, read from its records: the front, the `codexd`
+    command, the interpreter and the codexd release it runs, the codex it execs."""
+    packages = home / "packages"
+    front = packages / "standalone" / "current" / "codex"
+    marker = read_marker(front.parent / ".codexd-release")
+    codexd_release, codex_payload = marker.get("codexd", ""), marker.get("codex", "")
+    if not codexd_release or not codex_payload:
+        raise BenchError(f"{front.parent / '.codexd-release'} names no codexd or codex: {marker}")
+    if codex_payload == "reference":
+        raise BenchError(f"install.sh into {home} installed the reference app-server, not codex")
+    python = Path((packages / "standalone" / "python").read_text().strip())
+    release = InstalledRelease(
+        name=codexd_release,
+        front=front,
+        codexd=bin_dir / "codexd",
+        python=python,
+        library=packages / "codexd" / codexd_release,
+        codex_binary=packages / "codex" / codex_payload / "bin" / "codex",
+    )
+    for path in (release.front, release.codexd, release.python, release.codex_binary):
+        if not os.access(path, os.X_OK):
+            raise BenchError(f"install.sh into {home} left no executable {path}")
+    if not (release.library / "__main__.py").is_file():
+        raise BenchError(f"{release.library} is not a codexd release (no __main__.py)")
+    return release
+
+
+def install_codexd(source: Path, home: Path, real_codex: Path, scratch: Path) -> InstalledRelease:
+    """Install codexd from `source` into `home` the way a user does (`sh install.sh`,
+    which builds the release from the tree), with the real codex behind its front."""
+    bin_dir = scratch / "bin"
+    progress(f"installing codexd from {source} into {home} (sh install.sh, codex path:)")
     completed = subprocess.run(
         ["sh", str(source / "install.sh")],
-        env=env,
+        env=install_env(home, bin_dir, real_codex, scratch),
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
@@ -45,28 +94,7 @@ def install_codexd_release(source: Path, home: Path, scratch: Path) -> Installed
     )
     if completed.returncode != 0:
         raise BenchError(f"install.sh into {home} failed: {completed.stderr.strip()[-1500:]}")
-    front = home / "packages" / "standalone" / "current" / "codex"
-    # A pex: PEX_INTERPRETER=1 makes it a Python interpreter with the release inside,
-    # whose sys.executable is the venv python that the pex's sh boot execs.
-    python_env = {key: value for key, value in os.environ.items() if not key.startswith("PEX_")}
-    python_env["PEX_INTERPRETER"] = "1"
-    python = subprocess.run(
-        [str(front), "-c", "import sys; print(sys.executable)"],
-        env=python_env,
-        capture_output=True,
-        text=True,
-        check=True,
-        stdin=subprocess.DEVNULL,
-    ).stdout.strip()
-    return InstalledRelease(name, front, front, Path(python), (str(front),), python_env)
-
-
-def install_real_codex_for_codexd(home: Path, real_codex: Path) -> None:
-    """codexd's managed layout with the real codex binary as the managed binary."""
-    release = home / "packages" / "standalone" / "releases" / f"real-codex-{CODEX_VERSION}"
-    release.mkdir(parents=True)
-    (release / "codex").symlink_to(real_codex)
-    (home / "packages" / "standalone" / "current").symlink_to(f"releases/{release.name}")
+    return installed_release(home, bin_dir)
 
 
 def install_codex_home(home: Path, real_codex: Path) -> Path:
@@ -86,19 +114,39 @@ def install_codex_home(home: Path, real_codex: Path) -> Path:
 
 
 def source_tree(scratch: Path, worktree: bool) -> Path:
-    """What codexd is built from: the committed HEAD, exported (the default, so that
-    edits in progress in the checkout do not leak in), or the work tree as it is."""
-    if worktree:
-        return CHECKOUT
+    """What codexd is built from, a plain directory install.sh builds as it is: the
+    committed HEAD, exported (the default, so that edits in progress in the checkout do
+    not leak in), or the work tree's files (tracked and untracked, not ignored)."""
     source = scratch / "src"
     source.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(CHECKOUT), "archive", "--format=tar", "HEAD"],
+    if not worktree:
+        archive = subprocess.run(
+            ["git", "-C", str(CHECKOUT), "archive", "--format=tar", "HEAD"],
+            capture_output=True,
+            check=True,
+        )
+        subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
+        return source
+    tracked_and_untracked = ("--cached", "--others", "--exclude-standard")
+    listed = subprocess.run(
+        ["git", "-C", str(CHECKOUT), "ls-files", "-z", *tracked_and_untracked],
         capture_output=True,
         check=True,
-    )
-    subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
+    ).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        original = CHECKOUT / name
+        if original.is_file() or original.is_symlink():  # a deleted file is still listed
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(original, source / name, follow_symlinks=False)
     return source
+
+
+def check_same_codex(release: InstalledRelease, codex_managed: Path) -> None:
+    """Both daemons must serve the same app-server binary, or they are not compared."""
+    if not filecmp.cmp(release.codex_binary, codex_managed, shallow=False):
+        raise BenchError(
+            f"codexd's codex {release.codex_binary} and codex's own {codex_managed} differ"
+        )
 
 
 def set_up(scratch: Path, worktree: bool, homes: list[Path]) -> Installed:
@@ -108,19 +156,16 @@ def set_up(scratch: Path, worktree: bool, homes: list[Path]) -> Installed:
         real_codex = ensure_real_codex()
     except RealCodexUnavailable as error:
         raise BenchError(str(error)) from error
-    release_home, real_home, codex_home = (
-        scratch / name for name in ("h-rel", "h-real", "h-codex")
-    )
-    homes.extend([release_home, real_home, codex_home])
+    release_home, codex_home = scratch / "h-rel", scratch / "h-codex"
+    homes.extend([release_home, codex_home])
     source = source_tree(scratch, worktree)
-    release = install_codexd_release(source, release_home, scratch)
-    install_real_codex_for_codexd(real_home, real_codex)
+    release = install_codexd(source, release_home, real_codex, scratch)
     codex_managed = install_codex_home(codex_home, real_codex)
+    check_same_codex(release, codex_managed)
     return Installed(
         source=source,
         release=release,
         release_home=release_home,
-        real_home=real_home,
         codex_home=codex_home,
         codex_managed=codex_managed,
         real_codex=real_codex,

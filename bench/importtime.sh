@@ -4,11 +4,12 @@
 #
 #   sh bench/importtime.sh [TOP]      # TOP entries of each (default 25)
 #
-# Builds this checkout's release into a temporary channel and home, starts its
-# app-server so `version` does its real work (probe and managed `--version`), and
-# stops everything it started before it exits. Note `-X importtime` covers only the
-# CLI process: the `<managed binary> --version` child it runs for
-# managedCodexVersion is a second interpreter start, timed on the last line.
+# Installs this checkout's committed HEAD with install.sh into a temporary home (the
+# real codex 0.169.0 behind the front, CODEXD_CODEX_SOURCE=path:, the `codexd` command
+# in a temporary directory), starts its app-server so `version` does its real work
+# (probe and managed `--version`), and stops everything it started before it exits.
+# Note `-X importtime` covers only the CLI process: the `<managed binary> --version`
+# child it runs for managedCodexVersion is another process, timed on the last lines.
 set -eu
 
 top="${1:-25}"
@@ -31,15 +32,18 @@ kill_home(Path(sys.argv[2]))' "$here" "$home" || true
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-env -u CODEX_HOME python3 "$checkout/release/publish.py" --channel "$root/channel" >/dev/null
-CODEXD_CHANNEL="$root/channel" CODEX_HOME="$home" sh "$checkout/install.sh" 2>/dev/null
-release="$home/packages/standalone/current/codex"
+real_codex="$(python3 "$here/real_codex.py")"
+env -u CODEXD_CHANNEL -u CODEXD_PYTHON CODEX_HOME="$home" CODEXD_BIN_DIR="$root/bin" \
+    CODEXD_CODEX_SOURCE="path:$real_codex" TMPDIR="$root" sh "$checkout/install.sh" 2>/dev/null
+front="$home/packages/standalone/current/codex"
 export CODEX_HOME="$home"
-"$release" app-server daemon start >/dev/null
+"$front" app-server daemon start >/dev/null
 
-# The sh boot of a --venv pex execs `<venv>/bin/python -I <venv> "$@"`; run that
+# The front execs `<python> -I -S <home>/packages/codexd/<release> "$@"`; run that
 # directly with -X importtime.
-pex_venv="$(PEX_INTERPRETER=1 "$release" -c 'import sys; print(sys.prefix)')"
+read -r python <"$home/packages/standalone/python"
+library="$(sed -n 's/^codexd=//p' "$home/packages/standalone/current/.codexd-release")"
+library="$home/packages/codexd/$library"
 
 # The TOP entries by cumulative time (with their own time), then the cumulative time
 # of each top-level package imported at the top level (the release's entry point runs
@@ -58,8 +62,8 @@ report() {
         }'
 }
 
-echo "== release ($release): python -X importtime, cumulative then self"
-"$pex_venv/bin/python" -I -X importtime "$pex_venv" app-server daemon version \
+echo "== release ($library): python -X importtime, cumulative then self"
+"$python" -I -S -X importtime "$library" app-server daemon version \
     2>"$root/release.txt" >/dev/null
 report "$root/release.txt"
 
@@ -82,9 +86,10 @@ for _ in range(5):
 print(f"{min(times) * 1000:9.1f} ms  {sys.argv[1]}")
 EOF
 }
-best "interpreter start (python -I -c pass)" "$pex_venv/bin/python" -I -c pass
-best "release --version (sh boot + pex + CLI imports)" "$release" --version
-best "release venv python, pex bypassed, --version" "$pex_venv/bin/python" -I "$pex_venv/pex" --version
-best "release app-server daemon version" "$release" app-server daemon version
+best "interpreter start (python -I -S -c pass)" "$python" -I -S -c pass
+best "codexd --version (the installed command: sh, sh, python)" "$root/bin/codexd" --version
+best "python -I -S <release> --version (no sh scripts)" "$python" -I -S "$library" --version
+best "front app-server daemon version" "$front" app-server daemon version
+best "front --version (the real codex, which version runs)" "$front" --version
 best "venv codexd --version" "$venv_codexd" --version
 best "venv codexd app-server daemon version" "$venv_codexd" app-server daemon version

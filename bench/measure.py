@@ -179,12 +179,14 @@ def memory_results(
 
 # -- content digest ----------------------------------------------------------------------
 
+# Run as `<python> -I -S -c DIGEST_SNIPPET <release library> <file>`.
 DIGEST_SNIPPET = """
 import sys, time
+sys.path.insert(0, sys.argv[1])
 from pathlib import Path
 from supervisor.digest import file_digest
 begin = time.perf_counter()
-file_digest(Path(sys.argv[1]))
+file_digest(Path(sys.argv[2]))
 print(time.perf_counter() - begin)
 """
 
@@ -213,8 +215,7 @@ def measure_digest(release: InstalledRelease, scratch: Path, sizes: tuple[int, i
             begin = time.perf_counter()
             if who == "codexd":
                 completed = subprocess.run(
-                    [*release.python_argv, "-c", DIGEST_SNIPPET, str(blob)],
-                    env=release.python_env,
+                    [*release.python_argv(), "-c", DIGEST_SNIPPET, str(release.library), str(blob)],
                     capture_output=True,
                     text=True,
                     check=True,
@@ -249,7 +250,7 @@ def measure_digest(release: InstalledRelease, scratch: Path, sizes: tuple[int, i
 # -- where codexd's time goes ------------------------------------------------------------
 
 
-def wall_times(argv: list[str], runs: int, env: dict[str, str] | None = None) -> list[float]:
+def wall_times(argv: list[str], runs: int) -> list[float]:
     times = []
     for _ in range(runs + 1):  # the first warms the page cache
         begin = time.perf_counter()
@@ -258,7 +259,6 @@ def wall_times(argv: list[str], runs: int, env: dict[str, str] | None = None) ->
             capture_output=True,
             check=True,
             stdin=subprocess.DEVNULL,
-            env=env,
             timeout=COMMAND_TIMEOUT_SECONDS,
         )
         times.append(time.perf_counter() - begin)
@@ -275,13 +275,21 @@ def profile(
     """Medians of what codexd's latency is made of, with the app-server of every home
     in `running` (by name) started first, and left running."""
     progress(f"profile: {runs} runs of each step")
-    clean_env = {key: value for key, value in os.environ.items() if not key.startswith("PEX_")}
     python = str(release.python)
+    library = str(release.library)
     steps: dict[str, list[float]] = {
         "python -I -c pass (interpreter start)": wall_times([python, "-I", "-c", "pass"], runs),
         "python -I -S -c pass (no site)": wall_times([python, "-I", "-S", "-c", "pass"], runs),
-        "release codexd --version": wall_times([str(release.codexd), "--version"], runs, clean_env),
+        "installed codexd --version (the codexd command: sh, sh, python)": wall_times(
+            [str(release.codexd), "--version"], runs
+        ),
+        "python -I -S <codexd release> --version (no sh scripts)": wall_times(
+            [*release.python_argv(), library, "--version"], runs
+        ),
         "venv codexd --version": wall_times([*venv_cli, "--version"], runs),
+        "front --version (sh, then the real codex)": wall_times(
+            [str(release.front), "--version"], runs
+        ),
         "real codex --version": wall_times([str(real_codex), "--version"], runs),
     }
     for subject in running.values():
@@ -289,8 +297,7 @@ def profile(
     arguments = [f"{name}={subject.home}" for name, subject in running.items()]
     for _ in range(runs + 1):
         completed = subprocess.run(
-            [*release.python_argv, str(BENCH / "profile_steps.py"), *arguments],
-            env=release.python_env,
+            [*release.python_argv(), str(BENCH / "profile_steps.py"), library, *arguments],
             capture_output=True,
             text=True,
             check=True,

@@ -1,9 +1,9 @@
 """Time the steps of a codexd lifecycle command inside one interpreter.
 
-Run by `bench/run.py` with a codexd release's own interpreter
-(`PEX_INTERPRETER=1 <release> bench/profile_steps.py NAME=HOME ...`) or the dev
-venv's python, in a fresh process each time, so the import times are cold-process
-(warm page cache) times. Prints one JSON object of seconds.
+Run by `bench/run.py` with a codexd release's own interpreter, as the front starts it
+(`<python> -I -S bench/profile_steps.py <home>/packages/codexd/<release> NAME=HOME ...`),
+in a fresh process each time, so the import times are cold-process (warm page cache)
+times. Prints one JSON object of seconds.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import sys
 import time
 from collections.abc import Callable
 
+# The release's modules first, as `python -I -S <release dir>` has them.
+sys.path.insert(0, sys.argv[1])
 started = time.perf_counter()
 # What every CLI invocation imports: the console script's module (commands.main, the
 # fast path, where it exists; commands.cli, the click CLI, before it).
@@ -49,7 +51,7 @@ result = {
     "import supervisor.lifecycle (after it)": imported_lifecycle - imported_entry,
     "import supervisor.control_socket (after those)": imported_probe - imported_lifecycle,
 }
-for argument in sys.argv[1:]:
+for argument in sys.argv[2:]:
     name, _, home = argument.partition("=")
     paths = HomePaths(Path(home))
     result[f"probe[{name}]"] = timed(probe, paths.socket_path)

@@ -88,11 +88,13 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [
         "",
         "Bold rows are codexd as a user runs it (the target is judged on them); the "
-        'others are for comparison. "release" is codexd\'s release built from the '
-        'checkout and installed by `install.sh`; "venv" is the dev venv\'s `codexd`; '
-        '"codexd app-server" / "real codex app-server" is what the home\'s managed binary '
-        "serves. The last column, the ratio of the fastest trials, is a check on the "
-        "medians when other work shares the machine (see the load average above).",
+        'others are for comparison. "installed codexd" is codexd\'s release built from the '
+        "source by `install.sh` and run through the front it wrote, "
+        "`packages/standalone/current/codex`, with the real codex as its app-server; "
+        '"venv codexd" is the dev venv\'s `codexd` on the same home. Both daemons serve the '
+        "same real codex app-server binary. The last column, the ratio of the fastest "
+        "trials, is a check on the medians when other work shares the machine (see the "
+        "load average above).",
         "",
     ]
     lines += memory_section(report.get("memory", {}), report.get("process_titles", {}))

@@ -7,15 +7,20 @@
 
 Both daemons are measured in the same run on the same machine, alternately (the
 order rotates every trial), with warm-up trials first; each case reports medians
-and the codexd/codex ratio. codexd is measured as a user runs it: its release,
-installed by `install.sh` into a temporary CODEX_HOME and invoked as
-`<home>/packages/standalone/current/codex app-server daemon <cmd>` (and `codexd
---version`); the dev venv's `codexd` (its interpreter and dependencies, the same
-source) is measured beside it for comparison, and the release's interpreter doing
-nothing (`-I -S -c pass`) as the floor under every codexd command. The source is the
-checkout's committed HEAD, exported, unless --worktree. The real codex is invoked the
-same way, from the managed install it makes for itself on its first `start`
-(`<home>/packages/app-server-daemon/current/bin/codex`).
+and the codexd/codex ratio. codexd is measured as a user runs it: `sh install.sh`
+from its source tree into a temporary CODEX_HOME, with
+`CODEXD_CODEX_SOURCE=path:<the real codex>` so that the real codex is its app-server
+(as the Quickstart's npm install makes it) and `CODEXD_BIN_DIR` a temporary directory
+for the `codexd` command (never ~/.local/bin); then
+`<home>/packages/standalone/current/codex app-server daemon <cmd>` (the front, which
+runs codexd's release) and `codexd --version` (the installed command). The dev venv's
+`codexd` (its interpreter and dependencies, the same source) is measured beside it for
+comparison, and the release's interpreter doing nothing (`-I -S -c pass`) as the floor
+under every codexd command. The source is the checkout's committed HEAD, exported,
+unless --worktree (then its work tree's files). The real codex is invoked the same way,
+from the managed install it makes for itself on its first `start`
+(`<home>/packages/app-server-daemon/current/bin/codex`): the same bytes as the codex
+behind codexd's front, so both daemons manage the same app-server.
 
 The modules: `subjects.py` (what is measured), `cases.py` (the cases and their
 targets, declared), `homes.py` (the temporary homes and what is installed in them),
@@ -48,6 +53,7 @@ from cases import (
     FULL,
     MEMORY_NOTE,
     QUICK,
+    SETUP_NOTE,
     TIMED_CASES,
     CaseResult,
     case_rows,
@@ -75,21 +81,18 @@ def run(args: argparse.Namespace, scratch: Path, homes: list[Path]) -> dict[str,
     subjects = make_subjects(installed, venv_cli)
 
     results: list[CaseResult] = []
-    notes: list[str] = []
+    notes = [SETUP_NOTE.format(version=installed.codex_version)]
     for case in TIMED_CASES:
         result, dropped = measure_timed(case, subjects, sizes.trials[case.key])
         results.append(result)
         notes += [case.note] if case.note else []
         notes += dropped
-    for key in ("release", "release+codex", "codex"):  # one subject per home
+    for key in ("release", "codex"):  # one subject per home
         ensure_nothing_runs(subjects[key])
 
     report: dict[str, Any] = {}
     if not args.no_profile:
-        running = {
-            "codexd app-server": subjects["release"],
-            "real codex app-server": subjects["release+codex"],
-        }
+        running = {"installed": subjects["release"]}
         report["profile"] = profile(
             installed.release, installed.real_codex, running, sizes.profile, venv_cli
         )

@@ -1,8 +1,12 @@
 """What is measured: one command line against one home.
 
-- codexd as a user runs it: the release install.sh installed (the bold rows);
-- the dev venv's `codexd`, on the same source (for comparison);
-- the real codex daemon, from the managed install it made for itself;
+- codexd as a user runs it (the bold rows): `<home>/packages/standalone/current/codex
+  app-server daemon <cmd>`, the front install.sh wrote, which runs codexd's release with
+  `<python> -I -S packages/codexd/<release>`; `codexd --version` through the `codexd`
+  command install.sh wrote;
+- the dev venv's `codexd`, on the same source and home (for comparison);
+- the real codex daemon: `<home>/packages/app-server-daemon/current/bin/codex app-server
+  daemon <cmd>`, the managed install it made for itself;
 - the release's interpreter doing nothing (the floor under every codexd command).
 
 Standard library only.
@@ -44,7 +48,7 @@ class Subject:
         env = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith(("CODEXD_", "PEX_")) and key != "CODEX_HOME"
+            if not key.startswith("CODEXD_") and key != "CODEX_HOME"
         }
         env["CODEX_HOME"] = str(self.home)
         return env
@@ -52,13 +56,19 @@ class Subject:
 
 @dataclass(frozen=True)
 class InstalledRelease:
-    name: str
+    """codexd as install.sh installed it into a home."""
+
+    name: str  # the codexd release, `packages/codexd/<name>`
     front: Path  # `<front> app-server daemon <cmd>`, as a user runs it
-    codexd: Path  # the `codexd` command a user runs
-    python: Path  # the interpreter the release runs on
-    # `<python_argv> <script or -c code> args...` runs Python with the release's modules.
-    python_argv: tuple[str, ...]
-    python_env: dict[str, str]
+    codexd: Path  # the `codexd` command install.sh wrote (CODEXD_BIN_DIR)
+    python: Path  # the interpreter the release runs on (`packages/standalone/python`)
+    library: Path  # `packages/codexd/<name>`: codexd's modules and its dependencies
+    codex_binary: Path  # the real codex the front execs, `packages/codex/<v>-<hex>/bin/codex`
+
+    def python_argv(self) -> tuple[str, ...]:
+        """The interpreter as the front starts it (isolated, no site); the code run
+        puts `library` on sys.path itself, as `python -I -S <library>` does."""
+        return (str(self.python), "-I", "-S")
 
 
 @dataclass(frozen=True)
@@ -67,46 +77,31 @@ class Installed:
 
     source: Path  # what the release was built from
     release: InstalledRelease
-    release_home: Path  # codexd with its own app-server
-    real_home: Path  # codexd with the real codex binary as its managed binary
+    release_home: Path  # codexd as installed, the real codex behind its front
     codex_home: Path  # the real codex daemon
     codex_managed: Path  # the managed binary codex installed for itself
-    real_codex: Path  # the npm binary
+    real_codex: Path  # the npm binary both homes copied
     codex_version: str
 
 
 def make_subjects(installed: Installed, venv_cli: tuple[str, ...]) -> dict[str, Subject]:
     """Every subject, by key."""
     release = installed.release
-    front, codexd = (str(release.front),), (str(release.codexd),)
+    front = (str(release.front),)
+    codexd_version = (str(release.codexd), "--version")
     venv_version = (*venv_cli, "--version")
     subjects = [
         Subject(
             "release",
-            "release, codexd app-server",
+            "installed codexd (current/codex)",
             installed.release_home,
             front,
-            (*codexd, "--version"),
+            codexd_version,
         ),
         Subject(
             "venv",
-            "venv, codexd app-server",
+            "venv codexd",
             installed.release_home,
-            venv_cli,
-            venv_version,
-            optional=True,
-        ),
-        Subject(
-            "release+codex",
-            "release, real codex app-server",
-            installed.real_home,
-            front,
-            (*codexd, "--version"),
-        ),
-        Subject(
-            "venv+codex",
-            "venv, real codex app-server",
-            installed.real_home,
             venv_cli,
             venv_version,
             optional=True,
@@ -116,7 +111,7 @@ def make_subjects(installed: Installed, venv_cli: tuple[str, ...]) -> dict[str, 
             "interpreter floor (release python -I -S -c pass)",
             installed.release_home,
             (),
-            (str(release.python), "-I", "-S", "-c", "pass"),
+            (*release.python_argv(), "-c", "pass"),
         ),
         Subject(
             "codex",
