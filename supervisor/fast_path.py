@@ -39,8 +39,6 @@ from supervisor.paths import (
 )
 from supervisor.pidrecord import read_record
 from supervisor.private_dir import check_home_dirs
-from supervisor.settings import load_settings
-from supervisor.statefile import check_state_files, remove_stale_temp_files
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -81,6 +79,10 @@ def version(home: str) -> dict[str, Any] | None:
 def start(home: str) -> dict[str, Any] | None:
     """`start`'s JSON when an app-server already answers (`alreadyRunning`), under
     daemon.lock as every mutating command is; None for anything else."""
+    # Only `start` needs these: `version` does not pay for them.
+    from supervisor.settings import load_settings
+    from supervisor.statefile import check_state_files, remove_stale_temp_files
+
     where = _Home(home)
     try:
         # Strict: a loose directory is for the lifecycle to tighten.

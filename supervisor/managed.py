@@ -7,7 +7,6 @@ Light to import: the command fast path reads the version from the cache with it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from supervisor.errors import DaemonError
@@ -77,8 +76,10 @@ def _cached_fact(
     )
     entry: dict[str, object] = {}
     if cache is not None:
-        with contextlib.suppress(StateFileError):
+        try:
             entry = read_json_object(cache) or {}
+        except StateFileError:
+            entry = {}
         if entry.get("key") != key:
             entry = {"key": key}
         cached = entry.get(name)
@@ -88,8 +89,11 @@ def _cached_fact(
     if cache is not None and value is not None:
         from supervisor.statefile import write_json_atomic  # only on a cache miss
 
-        with contextlib.suppress(StateFileError):  # only a cache
+        # Not contextlib.suppress: contextlib is slow to import on the fast path.
+        try:  # noqa: SIM105
             write_json_atomic(cache, {**entry, name: value})
+        except StateFileError:
+            pass  # only a cache
     return value
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 from enum import Enum
 
-from supervisor.decisions import RemoteControlStatus
 from supervisor.lean import Value
 from supervisor.version import CODEXD_VERSION
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from supervisor.decisions import RemoteControlStatus
 
     StrPath = str | os.PathLike[str]
 

@@ -146,7 +146,9 @@ def test_the_scripts_quote_what_they_embed(tmp_path: Path) -> None:
     # A launcher out of place falls back to the packages it was installed into.
     launcher.write_text(render_codexd_launcher(release).replace("exec ", "echo ", 1))
     out = subprocess.run(["sh", str(launcher), "a b"], capture_output=True, text=True, check=True)
-    assert out.stdout == f"/usr/bin/python3.11 -I -S {odd}/codexd/0.1.0-aaaaaaaaaaaa/__main__.py a b\n"
+    assert (
+        out.stdout == f"/usr/bin/python3.11 -I -S {odd}/codexd/0.1.0-aaaaaaaaaaaa/__main__.py a b\n"
+    )
     assert sh_quote("it's") == "'it'\\''s'"
     assert f"CODEX_HOME={sh_quote(str(odd))}" in render_bin_command(odd)
 
