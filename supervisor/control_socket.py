@@ -14,10 +14,9 @@ import os
 import stat
 import struct
 import time
-from enum import Enum
 
 from supervisor import fastjson
-from supervisor.lean import Value
+from supervisor.lean import Choice, Value
 from supervisor.paths import fits_sun_path
 from supervisor.private_dir import (
     PRIVATE_SOCKET_DIR,
@@ -51,7 +50,7 @@ _PEERCRED_FORMAT = "3i"  # struct ucred: pid, uid, gid
 _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
-class Unreachable(Enum):
+class Unreachable(Choice):
     """Why no app-server of ours answered on the control socket."""
 
     NOT_LISTENING = "notListening"  # no socket file, or nobody accepts on it

@@ -90,7 +90,7 @@ def _cached_fact(
         from supervisor.statefile import write_json_atomic  # only on a cache miss
 
         # Not contextlib.suppress: contextlib is slow to import on the fast path.
-        try:  # noqa: SIM105
+        try:
             write_json_atomic(cache, {**entry, name: value})
         except StateFileError:
             pass  # only a cache

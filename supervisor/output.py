@@ -4,9 +4,8 @@ written for codex parse them."""
 from __future__ import annotations
 
 import os
-from enum import Enum
 
-from supervisor.lean import Value
+from supervisor.lean import Choice, Value
 from supervisor.version import CODEXD_VERSION
 
 TYPE_CHECKING = False
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
 BACKEND_PID = "pid"
 
 
-class LifecycleStatus(Enum):
+class LifecycleStatus(Choice):
     STARTED = "started"
     ALREADY_RUNNING = "alreadyRunning"
     RESTARTED = "restarted"

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import os
 import stat
-from enum import Enum
 
 from supervisor.errors import DaemonError
-from supervisor.lean import Value
+from supervisor.lean import Choice, Value
 from supervisor.paths import SOCKET_DIR_NAME, STATE_DIR_NAME, HomePaths, resolve_home
 
 TYPE_CHECKING = False
@@ -117,7 +116,7 @@ SOCKET_DIR_PARENT = DirRule(
 )
 
 
-class DirVerdict(Enum):
+class DirVerdict(Choice):
     PRIVATE = "private"  # a directory of ours with no forbidden bits
     MISSING = "missing"
     LOOSE = "loose"  # ours, with forbidden bits: tightened (ensure) or refused (check)

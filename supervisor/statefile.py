@@ -8,7 +8,6 @@ is one line that names the file.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 
@@ -62,13 +61,15 @@ def check_state_files(state_dir: StrPath) -> None:
     state file belongs: a FIFO would block a reader, a directory fail a writer."""
     for name in STATE_FILE_NAMES:
         path = os.path.join(state_dir, name)
-        with contextlib.suppress(FileNotFoundError):
+        try:
             mode = os.lstat(path).st_mode
-            if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-                raise StateFileError(
-                    f"{path} is {file_kind(mode)}, not a state file: move it out of the way "
-                    "(codexd removes nothing it did not write)"
-                )
+        except FileNotFoundError:
+            continue
+        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            raise StateFileError(
+                f"{path} is {file_kind(mode)}, not a state file: move it out of the way "
+                "(codexd removes nothing it did not write)"
+            )
 
 
 def temp_file_writer(name: str) -> int | None:
@@ -91,15 +92,21 @@ def temp_file_writer(name: str) -> int | None:
 def remove_stale_temp_files(directory: StrPath) -> list[str]:
     """Remove the temp files of `write_atomic` calls whose process is gone (a SIGKILL
     between the write and the rename; a zombie counts as gone); the names removed."""
-    removed = []
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(directory):
-            writer = temp_file_writer(entry.name)
-            if writer is None or identity_of(writer) is not None:
-                continue
-            with contextlib.suppress(OSError):
-                os.unlink(entry.path)
-                removed.append(entry.name)
+    # try/except rather than contextlib.suppress: contextlib is slow to import for `start`.
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        writer = temp_file_writer(entry.name)
+        if writer is None or identity_of(writer) is not None:
+            continue
+        try:
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(entry.name)
     return removed
 
 
@@ -126,8 +133,10 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
         pause_point(f"staged-{path.name}")
         os.replace(tmp, path)
     except OSError as error:
-        with contextlib.suppress(OSError):
+        try:
             os.unlink(tmp)
+        except OSError:
+            pass  # the error that matters is the one raised below
         raise StateFileError(f"cannot write {path}: {error.strerror}") from error
 
 

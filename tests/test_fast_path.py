@@ -22,6 +22,8 @@ SLOW_MODULES = (
     "re",
     "json",
     "socket",
+    "enum",
+    "functools",
     "inspect",
     "base64",
     "lockfile",
