@@ -370,7 +370,7 @@ class ClockFacts:
 
 def gather_clock(paths: HomePaths) -> ClockFacts:
     try:
-        boot_id: str | None = BOOT_ID_FILE.read_text().strip() or None
+        boot_id: str | None = Path(BOOT_ID_FILE).read_text().strip() or None
         boot_error = None if boot_id else f"{BOOT_ID_FILE} is empty"
     except OSError as error:
         boot_id, boot_error = None, f"cannot read {BOOT_ID_FILE}: {error.strerror}"

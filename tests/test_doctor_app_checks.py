@@ -44,7 +44,7 @@ def ago(seconds: float) -> str:
 
 
 def keeper(state: str = "running", **changes: Any) -> KeeperReport:
-    return replace(KeeperReport(state, ago(600)), **changes)
+    return KeeperReport(state, ago(600)).replace(**changes)
 
 
 def record(report: KeeperReport | None = None, child: int | None = 43, **changes: Any) -> PidRecord:
@@ -57,7 +57,7 @@ def record(report: KeeperReport | None = None, child: int | None = 43, **changes
         app_server=None if child is None else ChildRecord(child, NOW.timestamp() - 600),
         keeper=report,
     )
-    return replace(base, **changes)
+    return base.replace(**changes)
 
 
 def app(
@@ -155,7 +155,7 @@ FAILED_REPORT = keeper(
     [
         (app(), MANAGED, OK, ["running: app-server pid 43", "keeper up 2h", "0 restarts"]),
         (
-            app(report=keeper(restarts=2, last_exit=replace(CRASH, at=ago(7200)))),
+            app(report=keeper(restarts=2, last_exit=CRASH.replace(at=ago(7200)))),
             MANAGED,
             OK,
             ["2 restarts"],
@@ -171,7 +171,7 @@ FAILED_REPORT = keeper(
             ],
         ),
         (
-            app(report=keeper(restarts=1, last_exit=replace(CRASH, reason="stopped"))),
+            app(report=keeper(restarts=1, last_exit=CRASH.replace(reason="stopped"))),
             MANAGED,
             OK,
             [],
