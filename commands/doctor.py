@@ -19,8 +19,9 @@ def doctor(as_json: bool) -> None:
 
     With --json, one object in the shape of codex's doctor: schemaVersion, generatedAt,
     overallStatus and checks keyed by id, each with id, category, status, summary,
-    details, remediation and durationMs. Takes no lock, starts nothing, uses no
-    network. Exits 1 when a check fails, else 0."""
+    details, remediation and durationMs. Like status, it takes no lock, changes
+    nothing and uses no network (it runs `npm --version` for an npm codex source).
+    Exits 1 when a check fails, else 0."""
     from supervisor.doctor import run_doctor
     from supervisor.doctor_checks import CheckStatus
     from supervisor.paths import HomePaths, resolve_home

@@ -240,7 +240,8 @@ def check_socket(app: AppServerSection, socket: SocketFacts, euid: int, start: s
                 f"`chmod go-w {directory.path}` (the next start does it too)",
                 details,
             )
-        return ok(f"answers: version {seen.version}, the managed app-server{who}", details)
+        pid = "" if child is None else f" (pid {child.pid})"
+        return ok(f"answers: version {seen.version}, from the managed app-server{pid}", details)
     return _unanswered(app, seen, who, start, details)
 
 

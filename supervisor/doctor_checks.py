@@ -30,6 +30,7 @@ from supervisor.status_facts import DiskSection
 from supervisor.status_hints import INSTALL_COMMAND, bootstrap_command
 from supervisor.status_render import format_duration, format_size
 from supervisor.timestamps import timestamp
+from supervisor.version import CODEXD_VERSION
 
 
 class CheckStatus(Enum):
@@ -182,6 +183,7 @@ def check_codexd_command(facts: CommandFacts) -> Verdict:
         "onPath": facts.on_path,
         "pathFinds": facts.path_finds,
         "running": facts.running,
+        "cliVersion": CODEXD_VERSION,
     }
     bin_dir = facts.command.parent
     if facts.text is None:

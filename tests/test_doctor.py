@@ -9,6 +9,7 @@ import json
 import os
 import pty
 import select
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -146,6 +147,38 @@ def test_without_an_install_doctor_fails_naming_install_sh(bare_home: Home) -> N
     assert "install.sh" in lines[row + 1] and lines[row + 1].lstrip().startswith("-> ")
     assert lines[-1].startswith("overall: fail (")
     assert "✓" not in result.stdout and "✗" not in result.stdout  # a pipe: ASCII marks
+
+
+def test_an_installed_release_has_its_parts_checked(installed: Home) -> None:
+    _, report = doctor_json(installed)
+    managed, sources = report["checks"]["install.managed"], report["checks"]["updater.source"]
+    assert managed["status"] == "ok", managed
+    assert "the reference app-server, codexd 0.1.0" in managed["summary"]
+    codexd = installed.path / "packages" / "codexd" / managed["details"]["codexdRelease"]
+    assert codexd.is_dir()
+    assert sources["status"] == "ok" and sources["details"]["codexdSourcePresent"] is True
+    assert sources["details"]["codexSource"] == "reference"
+    assert report["checks"]["install.codexd"]["details"]["command"] == str(
+        Path(installed.env["CODEXD_BIN_DIR"]) / "codexd"
+    )
+
+    shutil.rmtree(codexd)
+    status, report = doctor_json(installed)
+    managed = report["checks"]["install.managed"]
+    assert status == 1 and managed["status"] == "fail"
+    assert str(codexd) in managed["summary"] and "install.sh" in managed["remediation"]
+
+
+def test_a_home_that_is_not_a_directory_is_the_only_check(bare_home: Home, tmp_path: Path) -> None:
+    """Nothing under a home that is not ours to trust is read."""
+    not_a_home = tmp_path / "file"
+    not_a_home.write_text("")
+    bare_home.env["CODEX_HOME"] = str(not_a_home)
+    status, report = doctor_json(bare_home)
+    assert status == 1 and list(report["checks"]) == ["home"]
+    home = report["checks"]["home"]
+    assert home["status"] == "fail" and "not a directory" in home["summary"]
+    assert "CODEX_HOME" in home["remediation"]
 
 
 def test_a_crash_loop_fails_naming_codexd_start(home: Home) -> None:

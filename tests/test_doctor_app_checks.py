@@ -229,7 +229,12 @@ FOREIGN = replace(
 @pytest.mark.parametrize(
     ("section", "facts", "expected", "words"),
     [
-        (app(), SOCKET_FACTS, OK, ["answers: version 0.169.0", "pid 43, uid 1000"]),
+        (
+            app(),
+            SOCKET_FACTS,
+            OK,
+            ["answers: version 0.169.0, from the managed app-server (pid 43)"],
+        ),
         (app(listener=None), SOCKET_FACTS, OK, []),  # no SO_PEERCRED here
         (
             app(WorkerState.NOT_RUNNING, listener=99),
