@@ -15,9 +15,11 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from supervisor.control_socket import PeerCredentials
 from supervisor.doctor_app_checks import (
     blocking_remedy,
     check_keeper,
@@ -121,6 +123,12 @@ class Facts:
         return blocking_remedy(report.managed.path is not None, report.settings.error is None)
 
     @property
+    def listener(self) -> PeerCredentials | None:
+        """Who accepted status's probe of the control socket."""
+        probe = self.report.app_server.probe
+        return None if probe is None else probe.listener
+
+    @property
     def remote_control(self) -> bool:
         return bool(self.report.settings.remote_control_enabled)
 
@@ -170,13 +178,7 @@ CHECKS = (
         "app-server",
         ("appServer",),
         lambda f: check_socket(
-            f.report.app_server,
-            gather_socket(
-                f.paths,
-                None if f.report.app_server.probe is None else f.report.app_server.probe.listener,
-            ),
-            os.geteuid(),
-            f.start,
+            f.report.app_server, gather_socket(f.paths, f.listener), os.geteuid(), f.start
         ),
     ),
     Check(
@@ -234,7 +236,7 @@ def run_doctor(paths: HomePaths) -> DoctorReport:
         return DoctorReport(paths.home, generated, results)
     facts = Facts(paths, gather_status(paths))
     for check in CHECKS:
-        verdict, took = _timed(lambda: check.run(facts))  # noqa: B023 (called at once)
+        verdict, took = _timed(partial(check.run, facts))
         took += sum(facts.report.timings.get(section, 0.0) for section in check.sections)
         results.append(CheckResult(check.id, check.category, verdict, took))
     return DoctorReport(paths.home, generated, results)

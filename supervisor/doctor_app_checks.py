@@ -160,7 +160,12 @@ def check_keeper(
         return warning(
             f"runs {worker.release or worker.record.executable}, not the managed release "
             f"{managed.release or managed.path}",
-            "`codexd restart` moves it onto the managed release",
+            "`codexd restart` moves it onto the managed release"
+            + (
+                f" (ending the {app.busy_processes} processes below it)"
+                if app.busy_processes
+                else ""
+            ),
             details,
         )
     restarts = 0 if report is None else report.restarts

@@ -203,6 +203,12 @@ FAILED_REPORT = keeper(
             ["not the managed release 0.170.0", "codexd restart"],
         ),
         (app(report=None), replace(MANAGED, digest=None), OK, []),
+        (
+            replace(app(), busy_processes=2),
+            replace(MANAGED, digest="sha256:" + "d" * 64),
+            WARNING,
+            ["codexd restart", "ending the 2 processes below it"],
+        ),
     ],
 )
 def test_the_keeper_check(
