@@ -10,6 +10,7 @@ import click
 from commands.app_server import run_app_server
 from commands.bootstrap import bootstrap
 from commands.completion import completion
+from commands.doctor import doctor
 from commands.logs import logs
 from commands.proxy import proxy
 from commands.remote_control import disable_remote_control, enable_remote_control
@@ -36,6 +37,7 @@ DAEMON_COMMANDS = (
     bootstrap,
     update,
     rollback,
+    doctor,
 )
 
 

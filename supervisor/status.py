@@ -20,7 +20,6 @@ from typing import Any
 import psutil
 
 from supervisor import config
-from supervisor.control_socket import ProbeError, probe
 from supervisor.decisions import WorkerState
 from supervisor.errors import DaemonError
 from supervisor.locks import FlockLock, LockHolder, who_holds
@@ -39,6 +38,13 @@ from supervisor.standalone import (
     release_binary,
 )
 from supervisor.statefile import StateFileError
+from supervisor.status_facts import (
+    DiskSection,
+    SectionTimer,
+    SocketProbe,
+    gather_disk,
+    probe_socket,
+)
 from supervisor.status_hints import Hint, HintFacts, status_hints
 from supervisor.timestamps import UTC, parse_timestamp, timestamp
 from supervisor.update_pass import PassOutcome, PassRecord, pass_outcome, read_last_pass
@@ -156,6 +162,8 @@ class AppServerSection:
     keeper: KeeperReport | None = None
     # Live processes below the app-server (tools, MCP servers, jobs), while one runs.
     busy_processes: int | None = None
+    # The probe behind `answering_version`: who listens, why nothing of ours answered.
+    probe: SocketProbe | None = None
 
     @property
     def unmanaged(self) -> bool:
@@ -211,6 +219,7 @@ class AppServerSection:
             "failure": None if report is None else report.failure,
             "failedExits": [] if report is None else [e.to_json() for e in report.failed_exits],
             "busyProcesses": self.busy_processes,
+            **(SocketProbe(None) if self.probe is None else self.probe).to_json(),
         }
 
 
@@ -305,6 +314,9 @@ class StatusReport:
     logs: list[LogSection]
     # Who holds daemon.lock right now (a command at work, or one stopped halfway).
     operation_holders: list[LockHolder] = field(default_factory=list)
+    disk: DiskSection | None = None
+    # Milliseconds each section took to gather (not reported: doctor's durationMs).
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def hints(self) -> list[Hint]:
@@ -347,6 +359,7 @@ class StatusReport:
                 ],
             },
             "hints": [hint.to_json() for hint in self.hints],
+            "disk": None if self.disk is None else self.disk.to_json(),
         }
 
 
@@ -377,21 +390,16 @@ def _app_server(paths: HomePaths, settings: SettingsSection) -> AppServerSection
         child = worker.record.app_server
         below = descendants(worker.record.pid)
         busy = len([process for process in below if child is None or process.pid != child.pid])
+    seen = probe_socket(paths.socket_path, STATUS_PROBE_TIMEOUT_SECONDS)
     return AppServerSection(
         worker,
         paths.socket_path,
-        _answering_version(paths),
+        seen.version,
         remote_control,
         keeper=keeper,
         busy_processes=busy,
+        probe=seen,
     )
-
-
-def _answering_version(paths: HomePaths) -> str | None:
-    try:
-        return probe(paths.socket_path, timeout=STATUS_PROBE_TIMEOUT_SECONDS).app_server_version
-    except ProbeError:
-        return None
 
 
 def _settings(paths: HomePaths) -> SettingsSection:
@@ -465,25 +473,38 @@ def _persistence(paths: HomePaths, tools: PersistenceTools | None) -> str | None
 
 def gather_status(paths: HomePaths, tools: PersistenceTools | None = None) -> StatusReport:
     now = datetime.datetime.now(UTC)
-    settings = _settings(paths)
+    timer = SectionTimer()
+    settings = timer.run("settings", lambda: _settings(paths))
     previous = previous_release(paths)
     return StatusReport(
         home=paths.home,
         state_dir=paths.state_dir,
         now=now,
-        app_server=_app_server(paths, settings),
-        updater=_updater(paths),
+        app_server=timer.run("appServer", lambda: _app_server(paths, settings)),
+        updater=timer.run("updater", lambda: _updater(paths)),
         settings=settings,
-        managed=replace(
-            _release(paths, current_release(paths), paths.managed_binary),
-            rejected=tuple(read_rejected(layout_of(paths))),
+        managed=timer.run(
+            "managedRelease",
+            lambda: replace(
+                _release(paths, current_release(paths), paths.managed_binary),
+                rejected=tuple(read_rejected(layout_of(paths))),
+            ),
         ),
-        previous=None
-        if previous is None
-        else _release(paths, previous, release_binary(paths, previous)),
-        persistence=_persistence(paths, tools),
-        logs=[_log(name, path) for name, path in worker_logs(paths).items()],
-        operation_holders=_operation_holders(paths),
+        previous=timer.run(
+            "previousRelease",
+            lambda: (
+                None
+                if previous is None
+                else _release(paths, previous, release_binary(paths, previous))
+            ),
+        ),
+        persistence=timer.run("persistence", lambda: _persistence(paths, tools)),
+        logs=timer.run(
+            "logs", lambda: [_log(name, path) for name, path in worker_logs(paths).items()]
+        ),
+        operation_holders=timer.run("daemonLock", lambda: _operation_holders(paths)),
+        disk=timer.run("disk", lambda: gather_disk(paths)),
+        timings=timer.milliseconds,
     )
 
 

@@ -1,0 +1,374 @@
+"""`codexd doctor`'s judgements of the home, the install, the settings and the system:
+a table per check (every input row and the verdict it must give), the parsers behind
+the facts, and the lines people read."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervisor.doctor_checks import (
+    CheckStatus,
+    Verdict,
+    check_clock,
+    check_codexd_command,
+    check_disk,
+    check_home,
+    check_logs,
+    check_managed_install,
+    check_persistence,
+    check_settings,
+    worst,
+)
+from supervisor.doctor_facts import (
+    ClockFacts,
+    CommandFacts,
+    DirCheck,
+    FrontParts,
+    InstallFacts,
+    LogScan,
+    error_lines,
+    front_parts,
+)
+from supervisor.front import CodexdPart, CodexPart, Release, render_bin_command, render_front
+from supervisor.private_dir import HOME, STATE_DIR, DirFacts
+from supervisor.standalone import DiskUsage
+from supervisor.status import ReleaseSection, SettingsSection
+from supervisor.status_facts import DiskSection
+
+OK, WARNING, FAIL = CheckStatus.OK, CheckStatus.WARNING, CheckStatus.FAIL
+UID = 1000
+GIB = 1024**3
+
+
+def judged(verdict: Verdict, status: CheckStatus, *words: str) -> None:
+    """The verdict has `status`, and each word is in its summary or remediation."""
+    text = f"{verdict.summary} | {verdict.remediation}"
+    assert verdict.status is status, text
+    for word in words:
+        assert word in text, f"{word!r} not in {text!r}"
+    if status is not OK:
+        assert verdict.remediation is None or "\n" not in verdict.remediation
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        ([], OK),
+        ([OK, OK], OK),
+        ([OK, WARNING, OK], WARNING),
+        ([WARNING, FAIL, OK], FAIL),
+        ([FAIL, WARNING], FAIL),
+    ],
+)
+def test_the_overall_status_is_the_worst_check(
+    statuses: list[CheckStatus], expected: CheckStatus
+) -> None:
+    assert worst(statuses) is expected
+
+
+# -- the home ----------------------------------------------------------------------------
+
+
+def directory(mode: int = 0o700, owner: int = UID, *, kind: str = "dir") -> DirFacts:
+    return DirFacts(kind == "dir", kind == "symlink", owner, mode)
+
+
+@pytest.mark.parametrize(
+    ("home", "state", "expected", "words"),
+    [
+        (directory(0o755), directory(), OK, ["/h: yours"]),
+        (directory(0o755), None, OK, []),  # nothing ran yet
+        (None, None, FAIL, ["no codex home at /h", "install.sh"]),
+        (directory(0o775), directory(), WARNING, ["chmod go-w /h"]),
+        (directory(0o755), directory(0o755), WARNING, ["chmod go-w /h/app-server-daemon"]),
+        (directory(0o755, owner=0), directory(), FAIL, ["owned by uid 0", "run codexd as"]),
+        (directory(0o755), directory(owner=0), FAIL, ["state directory", "uid 0"]),
+        (directory(kind="file"), None, FAIL, ["not a directory", "CODEX_HOME"]),
+        (directory(), directory(kind="symlink"), FAIL, ["symlink"]),
+    ],
+)
+def test_the_home_check(
+    home: DirFacts | None, state: DirFacts | None, expected: CheckStatus, words: list[str]
+) -> None:
+    dirs = [
+        DirCheck(Path("/h"), HOME, home),
+        DirCheck(Path("/h/app-server-daemon"), STATE_DIR, state),
+    ]
+    judged(check_home(dirs, UID), expected, *words)
+
+
+def test_a_home_that_cannot_be_looked_at_fails() -> None:
+    dirs = [DirCheck(Path("/h"), HOME, None, "cannot look at codex home /h: Permission denied")]
+    judged(check_home(dirs, UID), FAIL, "Permission denied")
+
+
+# -- the managed install ---------------------------------------------------------------
+
+CODEX = CodexPart("0.169.0-aaaaaaaaaaaa", "bin/codex", "sha512-x", "0.169.0", "npm:latest")
+CODEXD = CodexdPart("0.1.0-bbbbbbbbbbbb", "b" * 64, "0.1.0")
+RELEASE = Release("/usr/bin/python3", Path("/h/packages"), CODEXD, CODEX)
+FRONT = render_front(RELEASE)
+PARTS = FrontParts(
+    "/usr/bin/python3", "codexd/0.1.0-bbbbbbbbbbbb", "codex/0.169.0-aaaaaaaaaaaa/bin/codex"
+)
+MANAGED = ReleaseSection(
+    "0.169.0-cccccccccccc", Path("/h/r/codex"), "0.169.0", "sha256:" + "c" * 64
+)
+MARKER = {"codex": CODEX.store, "codexd": CODEXD.store, "sha256": "c" * 64}
+INSTALL = InstallFacts(
+    Path("/h/packages/standalone/current/codex"),
+    "releases/0.169.0-cccccccccccc",
+    executable=True,
+    marker=MARKER,
+    front=PARTS,
+)
+
+
+@pytest.mark.parametrize(
+    ("managed", "install", "expected", "words"),
+    [
+        ({}, {}, OK, ["release 0.169.0-cccccccccccc: codex 0.169.0, codexd 0.1.0"]),
+        ({"path": None}, {"current_target": None}, FAIL, ["no managed release", "install.sh"]),
+        ({"path": None}, {}, FAIL, ["releases/0.169.0-cccccccccccc, which is missing"]),
+        ({}, {"executable": False}, FAIL, ["not executable", "install.sh"]),
+        (
+            {},
+            {"missing_parts": ("/h/packages/codex/x/bin/codex",)},
+            FAIL,
+            ["incomplete", "bin/codex", "rollback"],
+        ),
+        ({"digest": "sha256:" + "d" * 64}, {}, WARNING, ["changed after install.sh"]),
+        ({"version": None}, {}, WARNING, ["--version"]),
+        ({}, {"front": None, "marker": {}}, OK, ["not a release install.sh wrote"]),
+        (
+            {},
+            {"front": replace(PARTS, codex=None)},
+            OK,
+            ["the reference app-server", "codexd 0.1.0"],
+        ),
+    ],
+)
+def test_the_managed_install_check(
+    managed: dict[str, Any], install: dict[str, Any], expected: CheckStatus, words: list[str]
+) -> None:
+    verdict = check_managed_install(replace(MANAGED, **managed), None, replace(INSTALL, **install))
+    judged(verdict, expected, *words)
+
+
+def test_the_managed_install_check_reports_versions_and_digests() -> None:
+    previous = replace(MANAGED, release="0.166.0-eeeeeeeeeeee")
+    details = check_managed_install(MANAGED, previous, INSTALL).details
+    assert details["version"] == "0.169.0" and details["digest"] == MANAGED.digest
+    assert details["codexdVersion"] == "0.1.0" and details["codexPayload"] == CODEX.store
+    assert (
+        details["codexBinary"] == PARTS.codex
+        and details["previousRelease"] == "0.166.0-eeeeeeeeeeee"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (FRONT, PARTS),
+        (render_front(replace(RELEASE, codex=None)), replace(PARTS, codex=None)),
+        (
+            render_front(replace(RELEASE, python="/opt/it's/python3")),
+            replace(PARTS, python="/opt/it's/python3"),
+        ),
+        ('#!/bin/sh\nexec "/usr/bin/codexd" "$@"\n', None),  # a shim of the tests
+        ("# The managed binary, written by install.sh\n", None),  # cut short
+        ("\x7fELF...", None),  # a codex binary put there by hand
+    ],
+)
+def test_front_parts_reads_what_a_front_runs(text: str, expected: FrontParts | None) -> None:
+    assert front_parts(text) == expected
+
+
+# -- the codexd command ----------------------------------------------------------------
+
+EXPECTED_COMMAND = render_bin_command(Path("/h"))
+COMMAND = CommandFacts(
+    command=Path("/u/.local/bin/codexd"),
+    text=EXPECTED_COMMAND,
+    expected=EXPECTED_COMMAND,
+    on_path=True,
+    path_finds="/u/.local/bin/codexd",
+    finds_this=True,
+    running="/u/.local/bin/codexd",
+)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected", "words"),
+    [
+        ({}, OK, ["/u/.local/bin/codexd, on PATH"]),
+        ({"text": None}, WARNING, ["no codexd command", "install.sh", "CODEXD_BIN_DIR"]),
+        ({"text": "#!/bin/sh\nexec mine\n"}, WARNING, ["not written by install.sh"]),
+        ({"text": render_bin_command(Path("/other"))}, WARNING, ["another home"]),
+        ({"on_path": False}, WARNING, ['export PATH="/u/.local/bin:$PATH"']),
+        ({"path_finds": "/usr/bin/codexd", "finds_this": False}, WARNING, ["/usr/bin/codexd"]),
+    ],
+)
+def test_the_codexd_command_check(
+    changes: dict[str, Any], expected: CheckStatus, words: list[str]
+) -> None:
+    judged(check_codexd_command(replace(COMMAND, **changes)), expected, *words)
+
+
+# -- settings, persistence, disk, logs, clock --------------------------------------------
+
+SETTINGS = Path("/h/app-server-daemon/settings.json")
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected", "words"),
+    [
+        (
+            SettingsSection(SETTINGS, True, auto_update_enabled=None),
+            OK,
+            ["remote control on, automatic updates on"],
+        ),
+        (
+            SettingsSection(SETTINGS, False, auto_update_enabled=False),
+            OK,
+            ["automatic updates off"],
+        ),
+        (
+            SettingsSection(SETTINGS, None, f"{SETTINGS}: not JSON"),
+            FAIL,
+            ["not JSON", f"fix or remove {SETTINGS}"],
+        ),
+    ],
+)
+def test_the_settings_check(
+    settings: SettingsSection, expected: CheckStatus, words: list[str]
+) -> None:
+    judged(check_settings(settings), expected, *words)
+
+
+@pytest.mark.parametrize(
+    ("persistence", "remote_control", "blocked", "expected", "words"),
+    [
+        ("systemd", False, None, OK, ["systemd user unit"]),
+        ("cron", False, None, OK, ["@reboot"]),
+        (None, False, None, WARNING, ["`codexd bootstrap --persist`"]),
+        (None, True, None, WARNING, ["`codexd bootstrap --remote-control --persist`"]),
+        (None, True, "install first", WARNING, ["install first"]),
+    ],
+)
+def test_the_persistence_check(
+    persistence: str | None,
+    remote_control: bool,
+    blocked: str | None,
+    expected: CheckStatus,
+    words: list[str],
+) -> None:
+    judged(check_persistence(persistence, remote_control, blocked), expected, *words)
+
+
+USAGE = DiskUsage(releases=1024, codex=400 * 1024**2, codexd=20 * 1024**2)
+
+
+@pytest.mark.parametrize(
+    ("free", "error", "expected", "words"),
+    [
+        (50 * GIB, None, OK, ["50.0 GiB free", "takes 420.0 MiB"]),
+        (GIB - 1, None, WARNING, ["500 MB", "Recover from a full disk"]),
+        (10 * 1024**2, None, FAIL, ["10.0 MiB free", "cannot be written", "full disk"]),
+        (None, "/h: Permission denied", WARNING, ["Permission denied"]),
+    ],
+)
+def test_the_disk_check(
+    free: int | None, error: str | None, expected: CheckStatus, words: list[str]
+) -> None:
+    judged(check_disk(DiskSection(Path("/h"), free, 100 * GIB, USAGE, error)), expected, *words)
+
+
+def test_the_disk_check_without_facts_warns() -> None:
+    judged(check_disk(None), WARNING)
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (["launched app-server pid 7", "app-server pid 7 answers"], []),
+        (["ERROR codex: boom"], ["ERROR codex: boom"]),
+        (
+            ["Traceback (most recent call last):", "  File x"],
+            ["Traceback (most recent call last):"],
+        ),
+        (
+            ["installer failed: exit status 2", "Failed to refresh"],
+            ["installer failed: exit status 2", "Failed to refresh"],
+        ),
+        (["cannot bind: in use", "Cannot read"], ["cannot bind: in use", "Cannot read"]),
+        (["an error", "3 failures within 120 s", "error: none", "unfailed"], []),
+    ],
+)
+def test_error_lines_are_those_that_report_an_error(lines: list[str], expected: list[str]) -> None:
+    assert error_lines(lines) == expected
+
+
+APP_LOG = LogScan("app-server", Path("/h/s/app-server.log"), 120, 0, None)
+UPDATER_LOG = LogScan("updater", Path("/h/s/app-server-updater.log"), 40, 0, None)
+
+
+@pytest.mark.parametrize(
+    ("app", "updater", "expected", "words"),
+    [
+        ({}, {}, OK, ["no errors in the last 200 lines of app-server.log, app-server-updater.log"]),
+        ({"lines": 0}, {"lines": 0}, OK, []),  # no logs yet
+        (
+            {},
+            {"errors": 2, "latest": "installer failed: exit 1"},
+            WARNING,
+            [
+                "app-server-updater.log: 2 of the last 40",
+                "installer failed: exit 1",
+                "`codexd logs updater -n 200`",
+            ],
+        ),
+        (
+            {"errors": 1, "latest": "ERROR x"},
+            {"errors": 1, "latest": "cannot y"},
+            WARNING,
+            ["ERROR x", "cannot y", "`codexd logs app-server -n 200`"],
+        ),
+        (
+            {"error": "/h/s/app-server.log is not a regular file"},
+            {},
+            WARNING,
+            ["not a regular file"],
+        ),
+    ],
+)
+def test_the_logs_check(
+    app: dict[str, Any], updater: dict[str, Any], expected: CheckStatus, words: list[str]
+) -> None:
+    judged(check_logs([replace(APP_LOG, **app), replace(UPDATER_LOG, **updater)]), expected, *words)
+
+
+NOW = 1_800_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected", "words"),
+    [
+        ({}, OK, ["boot id b00t"]),
+        ({"newest_mtime": NOW + 3}, OK, []),  # within the slack
+        ({"newest_mtime": NOW + 3600}, WARNING, ["the clock is behind", "1h", "timedatectl"]),
+        (
+            {"boot_id": None, "boot_id_error": "cannot read boot_id"},
+            WARNING,
+            ["cannot read boot_id"],
+        ),
+        ({"newest_file": None, "newest_mtime": None}, OK, []),
+    ],
+)
+def test_the_clock_check(changes: dict[str, Any], expected: CheckStatus, words: list[str]) -> None:
+    facts = ClockFacts(NOW, "b00t", None, Path("/h/s/app-server.pid"), NOW - 60)
+    judged(check_clock(replace(facts, **changes)), expected, *words)
