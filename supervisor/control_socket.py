@@ -205,11 +205,13 @@ def connect_control_socket(
         raise _connect_error(where, error, timeout, target) from error
     if peer is not None and peer.uid != os.geteuid():
         sock.close()
-        raise ProbeError(
+        refused = ProbeError(
             f"{where}: the listener (pid {peer.pid}) runs as {describe_uid(peer.uid)}, not "
             f"as you ({describe_uid(os.geteuid())}); not talking to it",
             Unreachable.UNTRUSTED,
         )
+        refused.peer = peer  # status and doctor name the listener
+        raise refused
     return sock, peer
 
 

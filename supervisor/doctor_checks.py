@@ -26,7 +26,7 @@ from supervisor.status import (
     SettingsSection,
     version_of_release,
 )
-from supervisor.status_facts import DiskSection
+from supervisor.status_facts import LOW_DISK_FAIL_BYTES, LOW_DISK_WARNING_BYTES, DiskSection
 from supervisor.status_hints import INSTALL_COMMAND, bootstrap_command
 from supervisor.status_render import format_duration, format_size
 from supervisor.timestamps import timestamp
@@ -73,8 +73,6 @@ INSTALL_REMEDY = (
     f"install codexd and codex: `{INSTALL_COMMAND}` in a codexd checkout "
     f"(or `CODEXD_CHANNEL=<channel> {INSTALL_COMMAND}`)"
 )
-LOW_DISK_FAIL_BYTES = 64 * 1024 * 1024  # state files and logs stop being written
-LOW_DISK_WARNING_BYTES = 1024 * 1024 * 1024  # an update may need about 500 MB
 CLOCK_SLACK_SECONDS = 5.0
 
 

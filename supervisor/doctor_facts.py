@@ -102,7 +102,7 @@ class FrontParts:
 _FRONT_HEADER = "# The managed binary, written by install.sh"
 _RUN_CODEXD = re.compile(
     r"exec '(?P<python>(?:[^']|'\\'')*)' -I -S "
-    r'"\$p/(?P<codexd>codexd/[A-Za-z0-9._/-]+)" "\$@"'
+    r'"\$p/(?P<codexd>codexd/[A-Za-z0-9._-]+)(?:/__main__\.py)?" "\$@"'
 )
 _RUN_CODEX = re.compile(r'^exec "\$p/(?P<codex>codex/[A-Za-z0-9._/-]+)" "\$@"$', re.MULTILINE)
 

@@ -48,6 +48,10 @@ def probe_socket(socket_path: Path, timeout: float) -> SocketProbe:
     return SocketProbe(info.app_server_version, info.peer)
 
 
+LOW_DISK_FAIL_BYTES = 64 * 1024 * 1024  # state files and logs stop being written
+LOW_DISK_WARNING_BYTES = 1024 * 1024 * 1024  # an update may need about 500 MB
+
+
 @dataclass(frozen=True)
 class DiskSection:
     """The file system the home is on, and what the managed install takes of it."""

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from supervisor.decisions import WorkerState
 from supervisor.status import StatusReport, WorkerSection
+from supervisor.status_facts import LOW_DISK_WARNING_BYTES, DiskSection
 from supervisor.timestamps import UTC, parse_timestamp
 from supervisor.update_pass import PassOutcome, PassRecord
 
@@ -234,7 +235,22 @@ def _release_rows(report: StatusReport) -> list[Row]:
             report.persistence or "not persisted",
             Tone.PLAIN if report.persistence else Tone.WARN,
         ),
+        *([] if report.disk is None else [disk_row(report.disk)]),
     ]
+
+
+def disk_row(disk: DiskSection) -> Row:
+    usage = disk.usage
+    takes = (
+        f"{format_size(usage.total)} (codex {format_size(usage.codex)}, "
+        f"codexd {format_size(usage.codexd)}, releases {format_size(usage.releases)})"
+    )
+    if disk.free_bytes is None:
+        return Row("disk", f"{takes}; free space unknown", Tone.WARN)
+    low = disk.free_bytes < LOW_DISK_WARNING_BYTES
+    return Row(
+        "disk", f"{takes}; {format_size(disk.free_bytes)} free", Tone.WARN if low else Tone.PLAIN
+    )
 
 
 def _log_rows(report: StatusReport) -> list[Row]:

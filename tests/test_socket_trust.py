@@ -153,6 +153,8 @@ def test_a_listener_running_as_another_uid_is_never_talked_to(sock_path: Path) -
         listener.wait()
     assert raised.value.reason is Unreachable.UNTRUSTED
     assert f"the listener (pid {listener.pid}) runs as uid {STRANGER_UID}" in str(raised.value)
+    assert raised.value.peer is not None
+    assert (raised.value.peer.pid, raised.value.peer.uid) == (listener.pid, STRANGER_UID)
 
 
 # -- what `version` says when nothing of ours answers ---------------------------------------

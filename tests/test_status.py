@@ -14,6 +14,7 @@ import pytest
 
 from supervisor.decisions import WorkerState
 from supervisor.locks import FlockLock
+from supervisor.standalone import DiskUsage
 from supervisor.status import (
     NextPassSource,
     is_unmanaged,
@@ -21,7 +22,8 @@ from supervisor.status import (
     release_of,
     version_of_release,
 )
-from supervisor.status_render import format_duration
+from supervisor.status_facts import DiskSection
+from supervisor.status_render import Tone, disk_row, format_duration
 from supervisor.timestamps import parse_timestamp, timestamp
 from supervisor.update_pass import pass_from_json
 from tests.conftest import Home, wait_for
@@ -169,6 +171,30 @@ def test_is_unmanaged(state: WorkerState, answering: bool, unmanaged: bool) -> N
 # -- the command ---------------------------------------------------------------------
 
 
+MB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("free", "text", "tone"),
+    [
+        (
+            40 * 1024 * MB,
+            "3.0 MiB (codex 2.0 MiB, codexd 512.0 KiB, releases 512.0 KiB); 40.0 GiB free",
+            Tone.PLAIN,
+        ),
+        (100 * MB, "; 100.0 MiB free", Tone.WARN),
+        (None, "; free space unknown", Tone.WARN),
+    ],
+)
+def test_the_disk_row_says_what_the_install_takes_and_warns_when_space_runs_low(
+    free: int | None, text: str, tone: Tone
+) -> None:
+    usage = DiskUsage(releases=MB // 2, codex=2 * MB, codexd=MB // 2)
+    row = disk_row(DiskSection(Path("/h"), free, None, usage))
+    assert text in row.value
+    assert row.tone is tone
+
+
 def test_status_with_nothing_running_says_so_and_exits_0(bare_home: Home) -> None:
     result = bare_home.run("status")
     assert result.returncode == 0, result.stderr
@@ -183,7 +209,7 @@ def test_status_json_with_nothing_running(bare_home: Home) -> None:
     output = bare_home.ok("status", "--json")
     assert set(output) == {
         "home", "stateDir", "cliVersion", "appServer", "updater", "managedRelease",
-        "previousRelease", "settings", "persistence", "logs", "hints", "daemonLock",
+        "previousRelease", "settings", "persistence", "logs", "hints", "daemonLock", "disk",
     }  # fmt: skip
     assert output["daemonLock"] == {"held": False, "holders": []}
     assert output["appServer"]["status"] == "notRunning"
@@ -249,7 +275,9 @@ def test_status_after_bootstrap_shows_both_workers_and_the_schedule(home: Home) 
     assert output["updater"]["lastPassOutcome"] == "upToDate"
 
     text = home.run("status").stdout
-    for expected in ("running", "upToDate", "0.1.0", str(server["pid"]), "app-server.log"):
+    for expected in (
+        "running", "upToDate", "0.1.0", str(server["pid"]), "app-server.log", " free",
+    ):  # fmt: skip
         assert expected in text
 
 
