@@ -21,11 +21,11 @@ import select
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.errors import DaemonError
 from supervisor.identity import current_boot_id, identity_of, start_ticks
+from supervisor.lean import Value
 from supervisor.locks import FlockLock
 from supervisor.paths import lock_path_for
 from supervisor.pidrecord import PidRecord, remove_record, write_record
@@ -49,19 +49,42 @@ _RESET_SIGNALS = (
 )
 
 
-@dataclass(frozen=True)
-class WorkerSpec:
-    name: str  # "keeper" or "updater", for messages
-    record_path: Path
-    log_path: Path
-    command: list[str]  # what the detached process executes: argv[0] is a path
-    # The managed binary the worker runs, resolved (what runs even if `current` moves
-    # later), and its content digest: what the updater compares releases by.
-    executable: Path
-    executable_digest: str
-    env: dict[str, str]
-    remote_control_enabled: bool | None = None
-    socket_path: str | None = None
+class WorkerSpec(Value):
+    __slots__ = (
+        "command",
+        "env",
+        "executable",
+        "executable_digest",
+        "log_path",
+        "name",
+        "record_path",
+        "remote_control_enabled",
+        "socket_path",
+    )
+
+    def __init__(
+        self,
+        name: str,  # "keeper" or "updater", for messages
+        record_path: Path,
+        log_path: Path,
+        command: list[str],  # what the detached process executes: argv[0] is a path
+        # The managed binary the worker runs, resolved (what runs even if `current`
+        # moves later), and its content digest: what the updater compares releases by.
+        executable: Path,
+        executable_digest: str,
+        env: dict[str, str],
+        remote_control_enabled: bool | None = None,
+        socket_path: str | None = None,
+    ) -> None:
+        self.name = name
+        self.record_path = record_path
+        self.log_path = log_path
+        self.command = command
+        self.executable = executable
+        self.executable_digest = executable_digest
+        self.env = env
+        self.remote_control_enabled = remote_control_enabled
+        self.socket_path = socket_path
 
 
 def launch(

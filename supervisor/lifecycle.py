@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from supervisor import config
 from supervisor.control_socket import ProbeError, ProbeInfo, probe, unreachable_message
@@ -59,6 +58,7 @@ from supervisor.worker_control import (
 )
 from supervisor.worker_state import Observation, observe_worker
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from supervisor.persistence import PersistenceTools, PersistResult
 

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.errors import DaemonError
+from supervisor.lean import Value
 from supervisor.paths import HomePaths
 from supervisor.statefile import write_atomic
 
@@ -39,17 +39,21 @@ CODEXD_MARKER = ".codexd-artifact"
 REFERENCE = "reference"
 
 
-@dataclass(frozen=True)
-class ReleaseSource:
-    kind: str  # "channel" or "checkout"
-    location: str
+class ReleaseSource(Value):
+    __slots__ = ("kind", "location")
+
+    def __init__(self, kind: str, location: str) -> None:
+        self.kind = kind  # "channel" or "checkout"
+        self.location = location
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(Value):
     """Every path of the managed install under one home."""
 
-    home: Path
+    __slots__ = ("home",)
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
 
     @property
     def packages(self) -> Path:
@@ -216,14 +220,16 @@ def releases_in_use(home: Path) -> set[str]:
     return found
 
 
-@dataclass(frozen=True)
-class DiskUsage:
+class DiskUsage(Value):
     """Bytes on disk (allocated blocks, each hard-linked file once) of the managed
     install: the release dirs, the codex payloads and the codexd releases."""
 
-    releases: int
-    codex: int
-    codexd: int
+    __slots__ = ("codex", "codexd", "releases")
+
+    def __init__(self, releases: int, codex: int, codexd: int) -> None:
+        self.releases = releases
+        self.codex = codex
+        self.codexd = codexd
 
     @property
     def total(self) -> int:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor import config
 from supervisor.control_socket import ProbeError, ProbeInfo, trusted_socket_target
 from supervisor.errors import DaemonError
 from supervisor.identity import command_line
+from supervisor.lean import Value
 from supervisor.process_handle import ProcessHandle
 from supervisor.procfs import holds_socket, listening_socket_inodes, owner_uid, proc_stat
 
@@ -26,15 +26,24 @@ UNMANAGED_MESSAGE = "app server is running but is not managed by codexd"
 TAKEOVER_FLAG = "--takeover"
 
 
-@dataclass(frozen=True)
-class UnmanagedServer:
+class UnmanagedServer(Value):
     """The process listening on our socket, as identified when we found it."""
 
-    pid: int | None  # None: the kernel did not say (no SO_PEERCRED)
-    uid: int | None
-    command: str | None
-    start_ticks: int | None
-    socket_path: Path
+    __slots__ = ("command", "pid", "socket_path", "start_ticks", "uid")
+
+    def __init__(
+        self,
+        pid: int | None,  # None: the kernel did not say (no SO_PEERCRED)
+        uid: int | None,
+        command: str | None,
+        start_ticks: int | None,
+        socket_path: Path,
+    ) -> None:
+        self.pid = pid
+        self.uid = uid
+        self.command = command
+        self.start_ticks = start_ticks
+        self.socket_path = socket_path
 
     def describe(self) -> str:
         if self.pid is None:
