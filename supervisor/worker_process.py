@@ -4,9 +4,12 @@ title in `ps`, and the lock fd the launcher passed it through the exec."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from supervisor.procfs import open_fds_of
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    StrPath = str | os.PathLike[str]
 
 TITLE_ENV = "SPT_NOENV"
 
@@ -28,7 +31,7 @@ def child_environment() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key != TITLE_ENV}
 
 
-def keep_lock_across_exec(lock_path: Path, keep: bool) -> None:
+def keep_lock_across_exec(lock_path: StrPath, keep: bool) -> None:
     """The launcher passes the worker its lock's fd through the exec. A worker keeps it
     from its children (a child outliving it would hold the lock), and passes it on only
     to its own re-exec (the updater's)."""
