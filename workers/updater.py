@@ -423,8 +423,8 @@ class Updater:
                 remove_record(self.paths.updater_record)
 
 
-def run_update_loop(home: Path) -> int:
-    paths = HomePaths(home)
+def run_update_loop(home: str | os.PathLike[str]) -> int:
+    paths = HomePaths(Path(home))
     set_title(f"codexd updater {home}")
     keep_lock_across_exec(lock_path_for(paths.updater_record), keep=False)
     return Updater(paths).run()
