@@ -148,6 +148,7 @@ class WorkerPaths(Value):
         "home",
         "socket_path",
         "state_dir",
+        "updater_installer_record",
         "updater_log",
         "updater_record",
     )
@@ -159,6 +160,7 @@ class WorkerPaths(Value):
         self.app_server_log = os.path.join(self.state_dir, APP_SERVER_LOG_NAME)
         self.updater_record = os.path.join(self.state_dir, UPDATER_RECORD_NAME)
         self.updater_log = os.path.join(self.state_dir, UPDATER_LOG_NAME)
+        self.updater_installer_record = os.path.join(self.state_dir, UPDATER_INSTALLER_RECORD_NAME)
         self.socket_path = os.path.join(home, SOCKET_DIR_NAME, SOCKET_FILE_NAME)
 
     def home_paths(self) -> HomePaths:

@@ -21,9 +21,11 @@ def utc_timestamp(seconds: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(seconds))
 
 
-def log(who: str, message: str) -> None:
-    """One timestamped line on stderr, which a worker's DaemonContext points at its log."""
-    print(f"{timestamp_now()} codexd {who}[{os.getpid()}]: {message}", file=sys.stderr, flush=True)
+def log(who: str, message: str, pid: int | None = None) -> None:
+    """One timestamped line on stderr, which a worker's DaemonContext points at its log;
+    `pid` for a child that works for the worker (the updater's pass) and speaks as it."""
+    pid = os.getpid() if pid is None else pid
+    print(f"{timestamp_now()} codexd {who}[{pid}]: {message}", file=sys.stderr, flush=True)
 
 
 def needs_rotation(size: int, max_bytes: int) -> bool:

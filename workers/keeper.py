@@ -30,7 +30,7 @@ import time
 from supervisor import config
 from supervisor.decisions import WorkerState
 from supervisor.descriptors import raise_open_file_limit
-from supervisor.faults import pause_point
+from supervisor.faults import pause_point, report_modules
 from supervisor.identity import identity_of, start_ticks
 from supervisor.paths import WorkerPaths, lock_path_for
 from supervisor.pidrecord import (
@@ -210,6 +210,7 @@ class Keeper:
             self.handle(Event.RESTART)
         elif signum == signal.SIGUSR1:
             log(self.describe())
+            report_modules()
             self.next_probe = time.monotonic()
         else:
             log(f"{name}: ignored")
