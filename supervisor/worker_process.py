@@ -9,6 +9,8 @@ from supervisor.procfs import open_fds_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     StrPath = str | os.PathLike[str]
 
 TITLE_ENV = "SPT_NOENV"
@@ -19,11 +21,35 @@ def set_title(title: str) -> None:
     (SPT_NOENV): growing into the environment's would hide CODEX_HOME from
     /proc/<pid>/environ, where sysadmins and tests look for a home's processes."""
     os.environ[TITLE_ENV] = "1"
+    setter = _title_setter()
+    if setter is not None:
+        setter(title)
+
+
+def _title_setter() -> Callable[[str], None] | None:
+    """setproctitle's C function. Loaded straight from its extension module when it is
+    there: the package's `__init__` imports `logging` (2.5 MB of a resident worker's
+    memory, with `threading` and `re`) for a fallback without the extension. None in a
+    development checkout without setproctitle: the title stays."""
+    import importlib.machinery
+    import sys
+
+    for entry in sys.path:
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = os.path.join(entry, "setproctitle", f"_setproctitle{suffix}")
+            if not os.path.isfile(path):
+                continue
+            loader = importlib.machinery.ExtensionFileLoader("setproctitle._setproctitle", path)
+            spec = importlib.machinery.ModuleSpec(loader.name, loader, origin=path)
+            module = loader.create_module(spec)
+            loader.exec_module(module)
+            setter: Callable[[str], None] = module.setproctitle
+            return setter
     try:
         from setproctitle import setproctitle
-    except ImportError:  # a development checkout without it: the title stays
-        return
-    setproctitle(title)
+    except ImportError:
+        return None
+    return setproctitle
 
 
 def child_environment() -> dict[str, str]:
