@@ -97,41 +97,6 @@ class PendingRestart(Value):
         return cls(str(digest), float(since), str(since_text), float(retry_due))
 
 
-class PassJob(Value):
-    """What a pass child is given: the updater's settings and state at the fork."""
-
-    __slots__ = (
-        "deferred",
-        "install_timeout",
-        "interval",
-        "max_defer",
-        "next_pass_due",
-        "paths",
-        "trigger",
-        "updater_pid",
-    )
-
-    def __init__(
-        self,
-        paths: WorkerPaths,
-        updater_pid: int,
-        trigger: str,
-        deferred: PendingRestart | None,
-        next_pass_due: float,
-        interval: float,
-        install_timeout: float,
-        max_defer: float,
-    ) -> None:
-        self.paths = paths
-        self.updater_pid = updater_pid
-        self.trigger = trigger
-        self.deferred = deferred
-        self.next_pass_due = next_pass_due  # monotonic
-        self.interval = interval
-        self.install_timeout = install_timeout
-        self.max_defer = max_defer
-
-
 def log(message: str, pid: int | None = None) -> None:
     log_line("updater", message, pid)
 
@@ -248,6 +213,7 @@ class Updater:
             f"{'resumed after re-exec' if resumed else 'started'}; {self.describe_schedule()}; "
             f"first pass in {first:g} s"
         )
+        reap_children()
         self.end_orphaned_installer()
         try:
             self.keeper_seen = observe_worker(self.paths.app_server_record).state
@@ -278,16 +244,6 @@ class Updater:
     # -- a pass, in a forked child ------------------------------------------------
 
     def run_pass(self, trigger: str) -> None:
-        job = PassJob(
-            self.paths,
-            self.pid,
-            trigger,
-            self.deferred,
-            self.next_pass_due,
-            self.interval,
-            self.install_timeout,
-            self.max_defer,
-        )
         answer_read, answer_write = os.pipe()
         hold_read, hold_write = os.pipe()  # close-on-exec: the exec closes it
         child = os.fork()
@@ -299,7 +255,7 @@ class Updater:
             self.inbox.close()
             from workers.updater_pass import run_in_child
 
-            os._exit(run_in_child(job, answer_write, hold_read))
+            os._exit(run_in_child(self, trigger, answer_write, hold_read))
         os.close(answer_write)
         os.close(hold_read)
         answer: dict[str, object] | None = None
@@ -327,7 +283,15 @@ class Updater:
         stopping = False
         watched: tuple[int, ...] = (answer_fd,)
         with ProcessHandle(child) as handle:
-            while not handle.has_exited():
+            while True:
+                exited = handle.has_exited()  # before the read: its answer is in the pipe
+                if watched and select.select(watched, [], [], 0)[0]:
+                    answer = read_answer(answer_fd)
+                    if answer is not None:
+                        return answer, stopping
+                    watched = ()  # end of file: the child is exiting
+                if exited:
+                    return None, stopping
                 wait = 3600.0 if handle.fds() else PASS_POLL_SECONDS
                 for signum in self.inbox.wait(wait, also=(*watched, *handle.fds())):
                     name = signal_name(signum)
@@ -340,12 +304,6 @@ class Updater:
                         log(f"a pass runs (pid {child}); {self.describe_schedule()}")
                     else:
                         log(f"{name}: ignored while a pass runs")
-                if watched and select.select(watched, [], [], 0)[0]:
-                    answer = read_answer(answer_fd)
-                    if answer is not None:
-                        return answer, stopping
-                    watched = ()  # end of file: the child is exiting
-        return None, stopping
 
     def reexec(self, managed_path: str, digest: str, hold_fd: int) -> None:
         """Become the managed binary's updater: same pid, same lock (its fd is

@@ -54,9 +54,9 @@ from workers.updater import (
     HANDLED_SIGNALS,
     PASS_STOPPED_STATUS,
     STOP_SIGNALS,
-    PassJob,
     PendingRestart,
     Stopping,
+    Updater,
 )
 
 # A restart deferred for a busy app-server is tried again this often (or every interval,
@@ -68,24 +68,26 @@ class HandedOver(Exception):
     """The updater re-executed: this pass is over, and recorded."""
 
 
-def run_in_child(job: PassJob, answer_fd: int, hold_fd: int) -> int:  # pragma: no cover
-    """The pass child's life: the exit status for `os._exit`."""
+def run_in_child(updater: Updater, trigger: str, answer_fd: int, hold_fd: int) -> int:
+    """The pass child's life (`updater` is the forked copy: its settings and state as the
+    pass began): the exit status for `os._exit`."""
     set_parent_death_signal(signal.SIGKILL)  # as the pass died with the updater before
-    if os.getppid() != job.updater_pid:
+    if os.getppid() != updater.pid:
         return PASS_STOPPED_STATUS
     try:
-        UpdatePass(job, answer_fd, hold_fd).run()
+        UpdatePass(updater, trigger, answer_fd, hold_fd).run()
     except Stopping:
         return PASS_STOPPED_STATUS
     return 0
 
 
 class UpdatePass:
-    def __init__(self, job: PassJob, answer_fd: int, hold_fd: int) -> None:
-        self.job = job
-        self.paths = job.paths.home_paths()
+    def __init__(self, updater: Updater, trigger: str, answer_fd: int, hold_fd: int) -> None:
+        self.updater = updater
+        self.trigger = Trigger(trigger)
+        self.paths = updater.paths.home_paths()
         self.daemon = Daemon(self.paths)
-        self.deferred = job.deferred
+        self.deferred = updater.deferred
         self.answer_fd = answer_fd
         self.hold_fd = hold_fd
         self.answered = False
@@ -93,7 +95,7 @@ class UpdatePass:
         self.inbox = SignalInbox(HANDLED_SIGNALS)
 
     def log(self, message: str) -> None:
-        log_line("updater", message, self.job.updater_pid)
+        log_line("updater", message, self.updater.pid)
 
     def check_signals(self, timeout: float, also: tuple[int, ...] = ()) -> None:
         if any(signum in STOP_SIGNALS for signum in self.inbox.wait(timeout, also)):
@@ -117,12 +119,11 @@ class UpdatePass:
         self.answered = True
 
     def run(self) -> None:
-        trigger = Trigger(self.job.trigger)
         record = PassRecord(
             number=self.count_passes() + 1,
             started_at=utc_timestamp(),
-            trigger=trigger,
-            pid=self.job.updater_pid,
+            trigger=self.trigger,
+            pid=self.updater.pid,
         )
         try:
             record = self.run_steps(record)
@@ -150,14 +151,14 @@ class UpdatePass:
         with self.daemon.operation_lock(self.acquire_patiently):
             running = self.daemon.running_record()
             busy = 0 if running is None else len(processes_below_app_server(running))
-            deferral = Deferral(self.job.max_defer, self.waited_for(managed.digest))
+            deferral = Deferral(self.updater.max_defer, self.waited_for(managed.digest))
             action = refresh_action(running_image(running), managed, busy, deferral, force=False)
             outcome = refresh_app_server(self.daemon, managed, action)
             record = replace(record, app_server=outcome)
             record = self.note_deferral(record, managed.digest, outcome, busy)
             self.log(f"app-server: {outcome.value}")
             own = read_record(self.paths.updater_record)
-            if own is None or own.pid != self.job.updater_pid:
+            if own is None or own.pid != self.updater.pid:
                 raise DaemonError(f"{self.paths.updater_record} does not name this updater")
             if should_reexec_updater(own.executable_digest, managed.digest, outcome):
                 record = replace(record, reexec=True)
@@ -194,12 +195,12 @@ class UpdatePass:
             return record
         if self.deferred is None or self.deferred.digest != digest:
             self.deferred = PendingRestart(digest, time.monotonic(), utc_timestamp(), 0.0)
-        retry = min(DEFER_RETRY_SECONDS, self.job.interval)
+        retry = min(DEFER_RETRY_SECONDS, self.updater.interval)
         self.deferred = self.deferred.replace(retry_due=time.monotonic() + retry)
         self.log(
             f"update deferred: app-server busy ({busy} processes) since "
             f"{self.deferred.since_text}; trying again in {retry:g} s, restarting anyway "
-            f"{self.job.max_defer:g} s after it began"
+            f"{self.updater.max_defer:g} s after it began"
         )
         return replace(record, busy_processes=busy, deferred_since=self.deferred.since_text)
 
@@ -249,7 +250,7 @@ class UpdatePass:
                 gate.write(b"go\n")
             except BrokenPipeError:
                 pass
-        timeout = self.job.install_timeout
+        timeout = self.updater.install_timeout
         try:
             with ProcessHandle(installer.pid) as handle:
                 deadline = time.monotonic() + timeout
@@ -291,9 +292,9 @@ class UpdatePass:
 
         finished = datetime.datetime.now(datetime.UTC)
         if record.trigger is Trigger.RETRY:
-            next_in = max(self.job.next_pass_due - time.monotonic(), 0.0)
+            next_in = max(self.updater.next_pass_due - time.monotonic(), 0.0)
         else:
-            next_in = self.job.interval
+            next_in = self.updater.interval
         next_pass = finished + datetime.timedelta(seconds=next_in)
         try:
             write_last_pass(
