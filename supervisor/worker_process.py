@@ -14,16 +14,18 @@ if TYPE_CHECKING:
     StrPath = str | os.PathLike[str]
 
 TITLE_ENV = "SPT_NOENV"
+_set_title: Callable[[str], None] | None = None  # loaded on first use
 
 
 def set_title(title: str) -> None:
     """What `ps` shows for this process. Within the original command line's room
     (SPT_NOENV): growing into the environment's would hide CODEX_HOME from
     /proc/<pid>/environ, where sysadmins and tests look for a home's processes."""
+    global _set_title
     os.environ[TITLE_ENV] = "1"
-    setter = _title_setter()
-    if setter is not None:
-        setter(title)
+    if _set_title is None:
+        _set_title = _title_setter() or (lambda title: None)
+    _set_title(title)
 
 
 def _title_setter() -> Callable[[str], None] | None:

@@ -248,6 +248,7 @@ class Updater:
         hold_read, hold_write = os.pipe()  # close-on-exec: the exec closes it
         child = os.fork()
         if child == 0:  # pragma: no cover - the pass child
+            set_title(f"codexd update pass {self.paths.home}")  # not another updater
             os.close(answer_read)
             os.close(hold_write)
             for fd in open_fds_of(lock_path_for(self.paths.updater_record)):
