@@ -16,12 +16,11 @@ The decisions are `supervisor.supervision`'s; this module gathers facts and acts
 It stays resident, so it imports only what its loop uses (tests/test_resident_imports.py
 holds it to that): no `pathlib` (its paths are strings), `dataclasses`, `enum`,
 `contextlib`, `datetime` or `socket`; what it needs rarely (relaunching the updater,
-rotating a log) it imports when it needs it.
+rotating a log, its exit) it imports when it needs it.
 """
 
 from __future__ import annotations
 
-import _socket
 import os
 import stat
 import sys
@@ -614,6 +613,8 @@ def remove_stale_socket(socket_path: str) -> None:
         target = trusted_socket_target(socket_path)
     except ProbeError:
         return  # gone already, or not ours to touch
+    import _socket  # at exit only (control_socket above imports it anyway)
+
     client = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         client.settimeout(1.0)

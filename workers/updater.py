@@ -114,6 +114,7 @@ class Updater:
             config.UPDATE_MAX_DEFER_ENV, config.UPDATE_MAX_DEFER_SECONDS
         )
         self.deferred: PendingRestart | None = None  # a restart waiting for a busy app-server
+        self.pass_asked = False  # SIGUSR1 came while a pass ran
         self.next_pass_due = time.monotonic()
         # Between passes it wakes this often to heal the keeper and bound the logs.
         self.check_interval = max(
@@ -142,6 +143,9 @@ class Updater:
     def sleep_until(self, due: float) -> bool:
         """Until `due` (monotonic) or SIGUSR1 asks for a pass now (True); SIGTERM raises
         Stopping. Between, it looks after the keeper and the logs."""
+        if self.pass_asked:
+            self.pass_asked = False
+            return True
         while (remaining := due - time.monotonic()) > 0:
             if self.handle(self.inbox.wait(min(remaining, self.check_interval))):
                 return True
@@ -303,6 +307,8 @@ class Updater:
                         stopping = True
                     elif signum == signal.SIGUSR2:
                         log(f"a pass runs (pid {child}); {self.describe_schedule()}")
+                    elif signum == signal.SIGUSR1:
+                        self.pass_asked = True  # however late in this pass: one follows
                     else:
                         log(f"{name}: ignored while a pass runs")
 
