@@ -1,17 +1,17 @@
 """Every judgement the lifecycle makes, as pure functions of facts already gathered.
 
 The modules that touch processes and files read the facts, call one of these, and
-carry out the answer; the tables in tests/test_decisions.py pin every row.
+carry out the answer; the tables in tests/test_decisions.py pin every row. The outcomes
+are `lean.Choice`s (Enums to mypy): the resident keeper imports this module, and `enum`
+would stay in its memory.
 """
 
 from __future__ import annotations
 
-from enum import Enum
-
-from supervisor.lean import Value
+from supervisor.lean import Choice, Value
 
 
-class WorkerState(Enum):
+class WorkerState(Choice):
     NOT_RUNNING = "notRunning"  # lock free, no record
     STALE = "stale"  # lock free, a record left behind by a dead worker
     FAILED = "failed"  # lock free, the keeper's record says it gave up (crash loop)
@@ -73,7 +73,7 @@ def is_unmanaged_server(state: WorkerState, socket_answers: bool) -> bool:
     return socket_answers and not is_managed(state)
 
 
-class StartAction(Enum):
+class StartAction(Choice):
     REPORT_RUNNING = "reportRunning"
     WAIT_UNTIL_READY = "waitUntilReady"
     LAUNCH = "launch"
@@ -87,7 +87,7 @@ def start_action(state: WorkerState, socket_answers: bool) -> StartAction:
     return StartAction.LAUNCH
 
 
-class RemoteControlStatus(Enum):
+class RemoteControlStatus(Choice):
     ENABLED = "enabled"
     DISABLED = "disabled"
     ALREADY_ENABLED = "alreadyEnabled"
@@ -120,7 +120,7 @@ def remote_control_plan(
     return RemoteControlPlan(status=status, save_setting=changed, restart_server=restart)
 
 
-class StopStep(Enum):
+class StopStep(Choice):
     DONE = "done"
     KILL = "kill"
     GIVE_UP = "giveUp"

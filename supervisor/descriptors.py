@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import errno
 import resource
-from pathlib import Path
 
-NR_OPEN = Path("/proc/sys/fs/nr_open")
+NR_OPEN = "/proc/sys/fs/nr_open"
 # The most a soft limit may be on Linux when the hard limit is unlimited.
 DEFAULT_NR_OPEN = 1024 * 1024
 ACCEPT_ERROR_LOG_INTERVAL_SECONDS = 10.0
@@ -34,7 +33,8 @@ def raise_open_file_limit() -> tuple[int, int]:
     after). The new limit is inherited by whatever the process execs or forks."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
-        nr_open = int(NR_OPEN.read_text())
+        with open(NR_OPEN) as limit:
+            nr_open = int(limit.read())
     except (OSError, ValueError):
         nr_open = DEFAULT_NR_OPEN
     wanted = raised_soft_limit(soft, hard, nr_open)

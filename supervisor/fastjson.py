@@ -4,7 +4,8 @@
 half of codex's whole `version`. CPython's own C scanner and encoder, which `json`
 uses under the hood, need neither: this module drives them the way `json.loads` and
 `json.dumps(obj)` do, and gives the same results (the same exceptions, the same
-bytes). Pretty (indented) writing stays with `json`, which only writers pay for.
+bytes), and writes indented JSON as `json.dumps(value, indent=2)` does, for the state
+files people read (the resident keeper writes its record with it).
 """
 
 from __future__ import annotations
@@ -71,3 +72,35 @@ def loads(text: str) -> Any:
 def dumps(value: Any) -> str:
     """As `json.dumps(value)`: one line, ASCII, `", "` and `": "` between items."""
     return "".join(_encode(value, 0))
+
+
+class _OtherKeys(Exception):
+    """An object with a key that is not a string: `json` writes those its own way."""
+
+
+def dumps_indented(value: Any) -> str:
+    """As `json.dumps(value, indent=2)`."""
+    try:
+        return _indented(value, "\n")
+    except _OtherKeys:
+        import json
+
+        return json.dumps(value, indent=2)
+
+
+def _indented(value: Any, newline: str) -> str:
+    inner = newline + "  "
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        if not all(isinstance(key, str) for key in value):
+            raise _OtherKeys
+        items = [f"{dumps(key)}: {_indented(item, inner)}" for key, item in value.items()]
+    elif isinstance(value, (list, tuple)):
+        if not value:
+            return "[]"
+        items = [_indented(item, inner) for item in value]
+    else:
+        return dumps(value)
+    opening, closing = ("{", "}") if isinstance(value, dict) else ("[", "]")
+    return opening + inner + ("," + inner).join(items) + newline + closing

@@ -10,6 +10,11 @@ it, not yet renamed over it: `staged-settings.json` in the CLI,
 Points in the keeper (the launch passes only these on): `keeper-spawned` (an app-server
 forked, the record not yet naming it), `keeper-terminating` (SIGTERM sent to the
 app-server), `keeper-ending` (SIGTERM sent to what the app-server left behind).
+
+A second test-only hook, `CODEXD_TEST_MODULES_TO=<directory>`: a resident worker asked
+for its state (SIGUSR1 to the keeper, SIGUSR2 to the updater) writes the modules it has
+imported into `<directory>/<pid>`, one a line, so a test can hold it to its diet
+(tests/test_resident_imports.py).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 import os
 
 from supervisor.config import PAUSE_ENV
+
+MODULES_ENV = "CODEXD_TEST_MODULES_TO"
 
 
 def pause_point(name: str) -> None:
@@ -32,3 +39,15 @@ def pause_point(name: str) -> None:
         file.write(f"{os.getpid()}\n")
     while True:  # until the test kills us
         signal.pause()
+
+
+def report_modules() -> None:
+    directory = os.environ.get(MODULES_ENV)
+    if not directory:
+        return
+    import sys  # loaded at start-up already
+
+    target = os.path.join(directory, str(os.getpid()))
+    with open(f"{target}.tmp", "w") as file:
+        file.write("".join(f"{name}\n" for name in sorted(sys.modules)))
+    os.replace(f"{target}.tmp", target)  # whole, or not yet there

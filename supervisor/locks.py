@@ -57,6 +57,11 @@ def _reason(path: Path, error: OSError) -> str:
     return error.strerror or str(error)
 
 
+def cannot_open(path: Path | str, error: OSError) -> LockFileError:
+    """The error for a lock file that cannot be opened, naming why."""
+    return LockFileError(f"cannot open lock file {path}: {_reason(Path(path), error)}")
+
+
 def lock_holders(path: Path) -> list[int]:
     """Pids that have `path` open, from /proc: who may hold its flock. flock records
     no owner the kernel shows reliably (a lock passed on through fork or exec keeps
@@ -182,9 +187,7 @@ class FlockLock:
         try:
             return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         except OSError as error:
-            raise LockFileError(
-                f"cannot open lock file {self.path}: {_reason(self.path, error)}"
-            ) from error
+            raise cannot_open(self.path, error) from error
 
     def acquire(self, timeout: float | None = None) -> None:
         """Block until locked. `timeout` None waits forever, <= 0 tries briefly
@@ -228,9 +231,7 @@ class FlockLock:
         try:
             return is_held(self.path)
         except OSError as error:
-            raise LockFileError(
-                f"cannot open lock file {self.path}: {_reason(self.path, error)}"
-            ) from error
+            raise cannot_open(self.path, error) from error
 
     def i_am_locking(self) -> bool:
         return self.fd is not None

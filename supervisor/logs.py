@@ -23,6 +23,7 @@ from pathlib import Path
 from supervisor.config import LogSettings, log_settings
 from supervisor.paths import HomePaths
 from supervisor.statefile import STATE_FILE_MODE
+from supervisor.worker_log import needs_rotation as needs_rotation  # the workers' check
 
 
 def worker_logs(paths: HomePaths) -> dict[str, Path]:
@@ -31,10 +32,6 @@ def worker_logs(paths: HomePaths) -> dict[str, Path]:
 
 
 # -- decisions ---------------------------------------------------------------------
-
-
-def needs_rotation(size: int, max_bytes: int) -> bool:
-    return size >= max_bytes > 0
 
 
 def rotated_path(path: Path, number: int) -> Path:

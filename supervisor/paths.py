@@ -15,6 +15,9 @@ from supervisor.lean import Value
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import TypeVar
+
+    AnyPath = TypeVar("AnyPath", str, Path)
 
 STATE_DIR_NAME = "app-server-daemon"
 SOCKET_DIR_NAME = "app-server-control"
@@ -134,9 +137,42 @@ class HomePaths(Value):
         return self.home / SOCKET_DIR_NAME / SOCKET_FILE_NAME
 
 
-def lock_path_for(record: Path) -> Path:
-    """The liveness lock beside a pid record: `app-server.pid` -> `app-server.pid.lock`."""
-    return record.with_name(record.name + LOCK_SUFFIX)
+class WorkerPaths(Value):
+    """The paths a resident worker (the keeper, the updater) uses at every turn, as
+    strings: `HomePaths` would keep `pathlib` (2 MB with what it imports) in their memory
+    for their whole life. `home_paths()` for the rare work that takes a `HomePaths`."""
+
+    __slots__ = (
+        "app_server_log",
+        "app_server_record",
+        "home",
+        "socket_path",
+        "state_dir",
+        "updater_installer_record",
+        "updater_log",
+        "updater_record",
+    )
+
+    def __init__(self, home: str) -> None:
+        self.home = home
+        self.state_dir = os.path.join(home, STATE_DIR_NAME)
+        self.app_server_record = os.path.join(self.state_dir, APP_SERVER_RECORD_NAME)
+        self.app_server_log = os.path.join(self.state_dir, APP_SERVER_LOG_NAME)
+        self.updater_record = os.path.join(self.state_dir, UPDATER_RECORD_NAME)
+        self.updater_log = os.path.join(self.state_dir, UPDATER_LOG_NAME)
+        self.updater_installer_record = os.path.join(self.state_dir, UPDATER_INSTALLER_RECORD_NAME)
+        self.socket_path = os.path.join(home, SOCKET_DIR_NAME, SOCKET_FILE_NAME)
+
+    def home_paths(self) -> HomePaths:
+        from pathlib import Path  # for rare work only: see above
+
+        return HomePaths(Path(self.home))
+
+
+def lock_path_for(record: AnyPath) -> AnyPath:
+    """The liveness lock beside a pid record: `app-server.pid` -> `app-server.pid.lock`
+    (a string for a string, a Path for a Path)."""
+    return type(record)(os.fspath(record) + LOCK_SUFFIX)
 
 
 def fits_sun_path(path: str | os.PathLike[str]) -> bool:

@@ -1,15 +1,18 @@
 """The two prctl(2) calls the keeper needs, which Python's `os` does not offer.
 
 Through ctypes: no maintained library wraps them (python-prctl is unmaintained and
-needs libcap headers to build), and each is one call.
+needs libcap headers to build), and each is one call. (ctypes is 0.6 MB of the keeper's
+memory; the keeper cannot do without the first call.)
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
-from collections.abc import Iterator
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import TracebackType
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -29,14 +32,20 @@ def set_child_subreaper(enabled: bool) -> None:
     _prctl(PR_SET_CHILD_SUBREAPER, int(enabled))
 
 
-@contextlib.contextmanager
-def subreaper_suspended() -> Iterator[None]:
+class SubreaperSuspended:
     """Not a subreaper for a moment: a process detached meanwhile (double fork) goes to
-    init, not to us."""
-    set_child_subreaper(False)
-    try:
-        yield
-    finally:
+    init, not to us. A class, not `contextlib.contextmanager`: contextlib is not worth
+    its memory in the keeper."""
+
+    def __enter__(self) -> None:
+        set_child_subreaper(False)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         set_child_subreaper(True)
 
 

@@ -17,7 +17,13 @@ import stat
 
 from supervisor.errors import DaemonError
 from supervisor.lean import Choice, Value
-from supervisor.paths import SOCKET_DIR_NAME, STATE_DIR_NAME, HomePaths, resolve_home
+from supervisor.paths import (
+    SOCKET_DIR_NAME,
+    STATE_DIR_NAME,
+    HomePaths,
+    home_from_environment,
+    resolve_home,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -274,6 +280,14 @@ def check_home_dirs(home: str, *, loose_ok: bool = True) -> None:
         return  # nothing below a missing home exists either
     check_private_dir(os.path.join(home, STATE_DIR_NAME), STATE_DIR, loose_ok=loose_ok)
     check_private_dir(os.path.join(home, SOCKET_DIR_NAME), SOCKET_DIR, loose_ok=loose_ok)
+
+
+def checked_home() -> str:
+    """The home of `checked_home_paths`, as a string: the resident workers take it so,
+    without `pathlib`."""
+    home = home_from_environment()
+    check_home_dirs(home)
+    return home
 
 
 def checked_home_paths() -> HomePaths:

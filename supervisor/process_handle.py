@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal  # as supervisor/signals.py explains: the updater is resident
 
 POLL_FALLBACK_SECONDS = 0.02
 

@@ -3,27 +3,36 @@ session, who has a file open.
 
 Read by hand rather than through psutil: the keeper asks these questions and must stay
 small (psutil alone would add 2 MB to its memory), and each is one pass over /proc.
+For the same reason no `dataclasses`, `pathlib` or `contextlib`: paths are strings.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+
+from supervisor.lean import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    StrPath = str | os.PathLike[str]
 
 
-@dataclass(frozen=True)
-class ProcStat:
+class ProcStat(Value):
     """The fields of /proc/<pid>/stat codexd uses."""
 
-    pid: int
-    state: str  # "R", "S", "Z" (zombie), ...
-    ppid: int
-    pgid: int
-    sid: int
-    start_ticks: int  # clock ticks after boot
+    __slots__ = ("pgid", "pid", "ppid", "sid", "start_ticks", "state")
+
+    def __init__(
+        self, pid: int, state: str, ppid: int, pgid: int, sid: int, start_ticks: int
+    ) -> None:
+        self.pid = pid
+        self.state = state  # "R", "S", "Z" (zombie), ...
+        self.ppid = ppid
+        self.pgid = pgid
+        self.sid = sid
+        self.start_ticks = start_ticks  # clock ticks after boot
 
     @property
     def is_zombie(self) -> bool:
@@ -57,12 +66,15 @@ def proc_stat(pid: int) -> ProcStat | None:
 
 
 def all_processes() -> Iterator[ProcStat]:
-    with contextlib.suppress(OSError):
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                stat = proc_stat(int(entry.name))
-                if stat is not None:
-                    yield stat
+    try:
+        entries = list(os.scandir("/proc"))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.isdigit():
+            stat = proc_stat(int(entry.name))
+            if stat is not None:
+                yield stat
 
 
 def descendants_in(processes: list[ProcStat], root: int) -> list[ProcStat]:
@@ -115,22 +127,25 @@ def environment_value(pid: int, name: str) -> str | None:
     return None
 
 
-def has_open(pid: int, path: Path) -> bool:
+def _same_file(path: str, target: os.stat_result) -> bool:
+    try:
+        opened = os.stat(path)
+    except OSError:
+        return False
+    return (opened.st_dev, opened.st_ino) == (target.st_dev, target.st_ino)
+
+
+def has_open(pid: int, path: StrPath) -> bool:
     """Whether process `pid` has `path` open (compared by device and inode)."""
     try:
         target = os.stat(path)
+        fds = list(os.scandir(f"/proc/{pid}/fd"))
     except OSError:
         return False
-    with contextlib.suppress(OSError):
-        for fd in os.scandir(f"/proc/{pid}/fd"):
-            with contextlib.suppress(OSError):
-                opened = os.stat(fd.path)
-                if (opened.st_dev, opened.st_ino) == (target.st_dev, target.st_ino):
-                    return True
-    return False
+    return any(_same_file(fd.path, target) for fd in fds)
 
 
-def open_fds_of(path: Path) -> list[int]:
+def open_fds_of(path: StrPath) -> list[int]:
     """This process's file descriptors open on `path`."""
     try:
         target = os.stat(path)
@@ -138,14 +153,16 @@ def open_fds_of(path: Path) -> list[int]:
         return []
     found = []
     for name in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
+        try:
             opened = os.fstat(int(name))
-            if (opened.st_dev, opened.st_ino) == (target.st_dev, target.st_ino):
-                found.append(int(name))
+        except OSError:
+            continue
+        if (opened.st_dev, opened.st_ino) == (target.st_dev, target.st_ino):
+            found.append(int(name))
     return found
 
 
-PROC_NET_UNIX = Path("/proc/net/unix")
+PROC_NET_UNIX = "/proc/net/unix"
 # /proc/net/unix's Flags for a socket that listen() was called on (__SO_ACCEPTCON).
 _ACCEPTING = 0x10000
 
@@ -157,7 +174,8 @@ def listening_socket_inodes(
     `Num RefCount Protocol Flags Type St Inode Path`)."""
     if table is None:
         try:
-            table = PROC_NET_UNIX.read_text(errors="replace")
+            with open(PROC_NET_UNIX, errors="replace") as unix:
+                table = unix.read()
         except OSError:
             return set()
     inodes = set()
@@ -165,21 +183,29 @@ def listening_socket_inodes(
     for line in table.splitlines()[1:]:
         fields = line.split(None, 7)
         if len(fields) == 8 and fields[7] == wanted:
-            with contextlib.suppress(ValueError):
+            try:
                 if int(fields[3], 16) & _ACCEPTING:
                     inodes.add(int(fields[6]))
+            except ValueError:
+                continue
     return inodes
+
+
+def _link_of(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
 
 
 def holds_socket(pid: int, inodes: set[int]) -> bool:
     """Whether process `pid` has one of these socket inodes open."""
     links = {f"socket:[{inode}]" for inode in inodes}
-    with contextlib.suppress(OSError):
-        for fd in os.scandir(f"/proc/{pid}/fd"):
-            with contextlib.suppress(OSError):
-                if os.readlink(fd.path) in links:
-                    return True
-    return False
+    try:
+        fds = list(os.scandir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False
+    return any(_link_of(fd.path) in links for fd in fds)
 
 
 def owner_uid(pid: int) -> int | None:

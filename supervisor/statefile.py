@@ -8,9 +8,11 @@ is one line that names the file.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
+from supervisor import fastjson
 from supervisor.faults import pause_point
 from supervisor.identity import identity_of
 from supervisor.paths import STATE_FILE_NAMES, HomePaths
@@ -110,18 +112,28 @@ def remove_stale_temp_files(directory: StrPath) -> list[str]:
     return removed
 
 
+def _create_temp_file(path: str) -> tuple[int, str]:
+    """`.<name>.<pid>.<random>.tmp` beside `path`, created as `tempfile.mkstemp` does
+    (exclusively, 0600, not through a symlink). Not through `tempfile`: it imports
+    `random` and `shutil`, which would stay in the keeper's memory."""
+    directory, name = os.path.split(path)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{name}.{os.getpid()}.{os.urandom(6).hex()}{TEMP_SUFFIX}")
+        try:
+            return os.open(tmp, flags, STATE_FILE_MODE), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", path)
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Temp file in the same directory, fsync, rename over `path`.
 
     The rename replaces a symlink at `path` rather than writing through it."""
-    import tempfile  # only writers pay for it: `version` and most `start`s write nothing
-    from pathlib import Path
-
-    path = Path(path)
+    path = os.fspath(path)
     try:
-        fd, tmp = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
-        )
+        fd, tmp = _create_temp_file(path)
     except OSError as error:
         raise StateFileError(f"cannot write {path}: {error.strerror}") from error
     try:
@@ -130,7 +142,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        pause_point(f"staged-{path.name}")
+        pause_point(f"staged-{os.path.basename(path)}")
         os.replace(tmp, path)
     except OSError as error:
         try:
@@ -141,8 +153,6 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike[str], value: Any) -> None:
-    """Pretty (indented) JSON, for people to read: through `json`, which writers pay
-    for (fastjson's C encoder does not indent)."""
-    import json
-
-    write_atomic(path, (json.dumps(value, indent=2, sort_keys=False) + "\n").encode())
+    """Pretty (indented) JSON, for people to read, as `json.dumps(value, indent=2)`
+    writes it."""
+    write_atomic(path, (fastjson.dumps_indented(value) + "\n").encode())

@@ -5,17 +5,22 @@ limit, and what an exit means.
 The keeper (workers/keeper.py) gathers facts (an exit status, a probe's answer, a
 signal, a deadline), turns them into one `Event` with the helpers below, asks
 `transition` what to do and carries out the actions; tests/test_supervision.py pins
-every state-event pair.
+every state-event pair. Light to import (no `enum`, `dataclasses` or `signal`): the keeper
+is resident, and each would add to its memory for its whole life.
 """
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import Enum
-
 from supervisor.decisions import WorkerState
+from supervisor.lean import Choice, Value
+from supervisor.signals import signal_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+    from collections.abc import Sequence
+else:
+    import _signal as signal  # as supervisor/signals.py explains
 
 MAX_RESTART_DELAY_SECONDS = 30.0
 # A run this long resets the doubling restart delay: the crash before it is history.
@@ -26,7 +31,7 @@ UNRESPONSIVE_PROBES = 3
 WATCHDOG_PROBE_TIMEOUT_SECONDS = 10.0
 
 
-class KeeperState(Enum):
+class KeeperState(Choice):
     LAUNCHING = "launching"  # the keeper's first app-server, not yet answering
     STARTING = "starting"  # a restarted app-server, not yet answering
     RUNNING = "running"
@@ -41,7 +46,7 @@ class KeeperState(Enum):
 TERMINAL_STATES = frozenset({KeeperState.STOPPED, KeeperState.FAILED})
 
 
-class Event(Enum):
+class Event(Choice):
     READY = "ready"  # the app-server answered `initialize`
     UNRESPONSIVE = "unresponsive"  # no answer: watchdog probes, or the start deadline
     UNRESPONSIVE_LIMIT = "unresponsiveLimit"  # the same, and the crash-loop limit is reached
@@ -55,7 +60,7 @@ class Event(Enum):
     RESTART = "restart"  # HUP to the keeper
 
 
-class Action(Enum):
+class Action(Choice):
     SPAWN = "spawn"  # start an app-server
     TERMINATE = "terminate"  # SIGTERM to the app-server, then wait a grace window
     KILL = "kill"  # SIGKILL to the app-server
@@ -64,10 +69,12 @@ class Action(Enum):
     EXIT = "exit"
 
 
-@dataclass(frozen=True)
-class Step:
-    state: KeeperState
-    actions: tuple[Action, ...] = ()
+class Step(Value):
+    __slots__ = ("actions", "state")
+
+    def __init__(self, state: KeeperState, actions: tuple[Action, ...] = ()) -> None:
+        self.state = state
+        self.actions = actions
 
 
 _END = (Action.END_DESCENDANTS, Action.EXIT)
@@ -140,11 +147,13 @@ def transition(state: KeeperState, event: Event) -> Step:
 # -- restart policy ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RestartPolicy:
-    first_delay: float = 1.0
-    burst: int = 5  # this many unasked exits within `window` seconds: give up
-    window: float = 120.0
+class RestartPolicy(Value):
+    __slots__ = ("burst", "first_delay", "window")
+
+    def __init__(self, first_delay: float = 1.0, burst: int = 5, window: float = 120.0) -> None:
+        self.first_delay = first_delay
+        self.burst = burst  # this many unasked exits within `window` seconds: give up
+        self.window = window
 
 
 def restart_delay(consecutive_failures: int, policy: RestartPolicy) -> float:
@@ -173,7 +182,7 @@ def is_crash_loop(failure_times: Sequence[float], now: float, policy: RestartPol
 # -- what an exit means --------------------------------------------------------------
 
 
-class ExitKind(Enum):
+class ExitKind(Choice):
     ASKED = "asked"  # the keeper had sent TERM or KILL
     DELIBERATE = "deliberate"  # a clean end nobody here asked for: a person stopping it
     CRASH = "crash"
@@ -210,11 +219,7 @@ def unresponsive_event(crash_loop: bool) -> Event:
 def describe_exit(status: int | None, signum: int | None) -> str:
     """`exit status 3`, `killed by SIGSEGV (core dumped)` style, for logs and status."""
     if signum is not None:
-        try:
-            name = signal.Signals(signum).name
-        except ValueError:
-            name = f"signal {signum}"
-        return f"killed by {name}"
+        return f"killed by {signal_name(signum)}"
     return f"exit status {status}"
 
 

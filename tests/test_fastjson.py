@@ -27,6 +27,20 @@ def test_dumps_is_json_dumps(value: Any) -> None:
     assert fastjson.dumps(value) == json.dumps(value)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        *VALUES,
+        {"empty": {}, "none": [], "deep": {"a": [{"b": [[], {}]}, (1, 2)]}},
+        [[1, [2, [3]]], {"k": "v"}],
+        {"nan": float("nan"), "inf": float("-inf")},
+        {"an int key": {1: "json writes it as a string"}},
+    ],
+)
+def test_dumps_indented_is_json_dumps_with_indent_2(value: Any) -> None:
+    assert fastjson.dumps_indented(value) == json.dumps(value, indent=2)
+
+
 @pytest.mark.parametrize("value", VALUES)
 def test_loads_reads_what_json_writes(value: Any) -> None:
     for text in (json.dumps(value), json.dumps(value, indent=2), f" \n{json.dumps(value)}\n\t"):

@@ -16,6 +16,7 @@ from supervisor.errors import DaemonError
 from supervisor.paths import (
     SUN_PATH_MAX_BYTES,
     HomePaths,
+    WorkerPaths,
     connectable_socket_path,
     fits_sun_path,
     lock_path_for,
@@ -97,6 +98,16 @@ def test_home_paths_follow_the_spec_table() -> None:
 def test_lock_path_for_a_record_is_beside_it(record: str, lock: str) -> None:
     state = HomePaths(Path("/h")).state_dir
     assert lock_path_for(state / record) == state / lock
+    assert lock_path_for(str(state / record)) == str(state / lock)  # a string for a string
+
+
+@pytest.mark.parametrize("home", ["/h", "/home/someone/.codex", "/a path/with spaces"])
+def test_worker_paths_are_the_home_paths_as_strings(home: str) -> None:
+    paths = HomePaths(Path(home))
+    strings = WorkerPaths(home)
+    for name in WorkerPaths.__slots__:
+        assert getattr(strings, name) == str(getattr(paths, name)), name
+    assert strings.home_paths() == paths
 
 
 # -- sun_path ---------------------------------------------------------------------------

@@ -3,12 +3,14 @@ matter are pinned, and the restart delay, crash loop and exit meaning are exact.
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import signal
 
 import pytest
 
 from supervisor.decisions import WorkerState
+from supervisor.signals import signal_name
 from supervisor.supervision import (
     MAX_RESTART_DELAY_SECONDS,
     TERMINAL_STATES,
@@ -31,6 +33,8 @@ from supervisor.supervision import (
     unresponsive_event,
     watchdog_probe_timeout,
 )
+from supervisor.timestamps import parse_timestamp, timestamp
+from supervisor.worker_log import utc_timestamp
 
 S, E, A = KeeperState, Event, Action
 END = (A.END_DESCENDANTS, A.EXIT)
@@ -230,6 +234,15 @@ def test_describe_exit(status: int | None, signum: int | None, text: str) -> Non
     assert describe_exit(status, signum) == text
 
 
+@pytest.mark.parametrize("signum", range(signal.NSIG + 2))
+def test_signal_name_is_the_signals_enum_name(signum: int) -> None:
+    try:
+        expected = signal.Signals(signum).name
+    except ValueError:
+        expected = f"signal {signum}"
+    assert signal_name(signum) == expected
+
+
 @pytest.mark.parametrize(
     ("interval", "timeout"), [(30.0, 10.0), (10.0, 10.0), (1.0, 1.0), (0.1, 0.5)]
 )
@@ -267,3 +280,18 @@ def test_peer_note(before: WorkerState | None, after: WorkerState, says: str | N
         assert note is None
     else:
         assert note is not None and says in note and "keeper" in note
+
+
+@pytest.mark.parametrize("seconds", [0.0, 1.999, 86399.5, 1_767_225_600.25, 4_102_444_800.0])
+def test_the_keepers_utc_timestamp_is_the_state_files_timestamp(seconds: float) -> None:
+    """The keeper writes its moments with `time` (no `datetime` in its memory), as
+    supervisor/timestamps.py writes them."""
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    assert utc_timestamp(seconds) == timestamp(moment)
+
+
+def test_utc_timestamp_is_now_by_default() -> None:
+    before = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    moment = parse_timestamp(utc_timestamp())
+    assert moment is not None
+    assert before <= moment <= datetime.datetime.now(datetime.UTC)

@@ -12,25 +12,26 @@ crash loop, and on SIGTERM stops it and everything below it (systemd's
 One loop, one wait: on the signal inbox (SIGCHLD included) with a timeout at the next
 deadline. Probes run in a forked child, so a hung app-server never blocks the loop.
 The decisions are `supervisor.supervision`'s; this module gathers facts and acts.
+
+It stays resident, so it imports only what its loop uses (tests/test_resident_imports.py
+holds it to that): no `pathlib` (its paths are strings), `dataclasses`, `enum`,
+`contextlib`, `datetime` or `socket`; what it needs rarely (relaunching the updater,
+rotating a log, its exit) it imports when it needs it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import os
-import signal
-import socket
 import stat
 import sys
 import time
-from pathlib import Path
 
 from supervisor import config
 from supervisor.decisions import WorkerState
 from supervisor.descriptors import raise_open_file_limit
-from supervisor.faults import pause_point
-from supervisor.paths import HomePaths, lock_path_for
+from supervisor.faults import pause_point, report_modules
+from supervisor.identity import identity_of, start_ticks
+from supervisor.paths import WorkerPaths, lock_path_for
 from supervisor.pidrecord import (
     ChildRecord,
     ExitReport,
@@ -42,7 +43,8 @@ from supervisor.pidrecord import (
 )
 from supervisor.prctl import set_child_subreaper, set_parent_death_signal
 from supervisor.procfs import descendants, open_fds_of
-from supervisor.signals import SignalInbox
+from supervisor.signals import SignalInbox, signal_name
+from supervisor.state_read import StateFileError
 from supervisor.supervision import (
     Action,
     Event,
@@ -61,8 +63,15 @@ from supervisor.supervision import (
     unresponsive_event,
     watchdog_probe_timeout,
 )
+from supervisor.worker_log import any_log_needs_rotation, utc_timestamp
 from supervisor.worker_log import log as log_line
 from supervisor.worker_process import child_environment, keep_lock_across_exec, set_title
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal  # as supervisor/signals.py explains
 
 # Signals that end the keeper deliberately; HUP restarts the app-server; USR1 probes now
 # and logs the state; the rest are noted and ignored (a stopped keeper keeps nothing).
@@ -89,16 +98,12 @@ DESCENDANT_GRACE_SECONDS = 5.0
 LOG_CHECK_SECONDS = 10.0
 
 
-def now_iso() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-
-
 def log(message: str) -> None:
     log_line("keeper", message)
 
 
 class Keeper:
-    def __init__(self, paths: HomePaths, record: PidRecord, lock_fds: list[int]) -> None:
+    def __init__(self, paths: WorkerPaths, record: PidRecord, lock_fds: list[int]) -> None:
         self.paths = paths
         self.record = record
         # The lock's fds: a forked child closes them first, so only the keeper holds it.
@@ -121,7 +126,7 @@ class Keeper:
         self.inbox = SignalInbox(HANDLED_SIGNALS)
 
         self.state = KeeperState.LAUNCHING
-        self.state_since = now_iso()
+        self.state_since = utc_timestamp()
         self.restarts = 0
         self.last_exit: ExitReport | None = None
         self.failure: str | None = None
@@ -183,7 +188,7 @@ class Keeper:
         if step.state is not self.state:
             log(f"{self.state.value} -> {step.state.value} ({event.value})")
             self.state = step.state
-            self.state_since = now_iso()
+            self.state_since = utc_timestamp()
         for action in step.actions:
             self.act(action)
         self.publish()
@@ -193,7 +198,7 @@ class Keeper:
     def on_signal(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
             return  # reap() follows
-        name = signal.Signals(signum).name
+        name = signal_name(signum)
         if signum in STOP_SIGNALS:
             log(f"{name}: stopping")
             self.pending_reason = "stopped"
@@ -204,6 +209,7 @@ class Keeper:
             self.handle(Event.RESTART)
         elif signum == signal.SIGUSR1:
             log(self.describe())
+            report_modules()
             self.next_probe = time.monotonic()
         else:
             log(f"{name}: ignored")
@@ -244,7 +250,7 @@ class Keeper:
             reason = "stopped by someone else"
         else:
             reason = self.asked_reason or "stopped"
-        self.last_exit = ExitReport(now_iso(), description, reason)
+        self.last_exit = ExitReport(utc_timestamp(), description, reason)
         if kind is ExitKind.CRASH:
             self.failed_exits.append(self.last_exit)
         log(f"app-server pid {self.child_pid} exited: {description} ({reason}) after {ran:.1f} s")
@@ -297,7 +303,7 @@ class Keeper:
     def on_unresponsive(self, why: str) -> None:
         now = time.monotonic()
         crash_loop = self.note_failure(now, now - self.child_started)
-        self.failed_exits.append(ExitReport(now_iso(), why, "unresponsive"))
+        self.failed_exits.append(ExitReport(utc_timestamp(), why, "unresponsive"))
         self.pending_reason = "unresponsive"
         self.probe_failures = 0
         self.handle(unresponsive_event(crash_loop))
@@ -368,8 +374,6 @@ class Keeper:
         self.probe_failures = 0
         self.ready_deadline = self.child_started + config.START_TIMEOUT_SECONDS
         self.next_probe = self.child_started + READY_POLL_SECONDS
-        from supervisor.identity import identity_of, start_ticks
-
         live = identity_of(pid)
         self.record = self.record.replace(
             app_server=ChildRecord(pid, live.start_time if live else time.time(), start_ticks(pid)),
@@ -382,8 +386,7 @@ class Keeper:
         if self.child_pid is None:
             return
         self.asked_reason = self.asked_reason or self.pending_reason or "stopped"
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.child_pid, signum)
+        signal_process(self.child_pid, signum)
 
     def app_server_descendants(self) -> list[int]:
         keep = {self.child_pid, self.probe_pid}
@@ -397,16 +400,14 @@ class Keeper:
             return
         log(f"ending {len(left)} processes left by the app-server: {left}")
         for pid in left:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGTERM)
+            signal_process(pid, signal.SIGTERM)
         pause_point("keeper-ending")
         deadline = time.monotonic() + min(DESCENDANT_GRACE_SECONDS, self.grace)
         while self.app_server_descendants() and time.monotonic() < deadline:
             self.inbox.wait(0.05)  # SIGCHLD wakes it; other signals wait their turn
             self.reap_orphans()
         for pid in self.app_server_descendants():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+            signal_process(pid, signal.SIGKILL)
         deadline = time.monotonic() + config.KILL_WAIT_SECONDS
         while self.app_server_descendants() and time.monotonic() < deadline:
             self.inbox.wait(0.05)
@@ -414,9 +415,11 @@ class Keeper:
 
     def reap_orphans(self) -> None:
         """Reap while ending descendants (the app-server is gone by then)."""
-        with contextlib.suppress(ChildProcessError):
+        try:
             while os.waitpid(-1, os.WNOHANG)[0] != 0:
                 pass
+        except ChildProcessError:
+            pass
 
     def finish(self) -> None:
         self.end_probe()
@@ -460,10 +463,11 @@ class Keeper:
     def end_probe(self) -> None:
         if self.probe_pid is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.probe_pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
+        signal_process(self.probe_pid, signal.SIGKILL)
+        try:
             os.waitpid(self.probe_pid, 0)
+        except ChildProcessError:
+            pass
         self.read_probe_version()
         self.probe_pid = None
 
@@ -487,8 +491,6 @@ class Keeper:
         self.record = self.record.replace(
             keeper=report, app_server=self.record.app_server if running else None
         )
-        from supervisor.statefile import StateFileError
-
         try:
             write_record(self.paths.app_server_record, self.record)
         except StateFileError as error:
@@ -513,25 +515,30 @@ class Keeper:
             log(note)
         if not should_relaunch_peer(state):
             return
+        # Rare (an updater SIGKILLed, or OOM-killed): the lifecycle's imports only then.
         from supervisor.lifecycle import Daemon
         from supervisor.locks import AlreadyLocked
-        from supervisor.prctl import subreaper_suspended
+        from supervisor.prctl import SubreaperSuspended
 
-        daemon = Daemon(self.paths)
+        daemon = Daemon(self.paths.home_paths())
         try:
             with daemon.operation_lock(lambda lock: lock.acquire(timeout=0)):
                 if not should_relaunch_peer(observe_worker(self.paths.updater_record).state):
                     return
-                pid = daemon.launch_updater(while_detaching=subreaper_suspended())
+                pid = daemon.launch_updater(while_detaching=SubreaperSuspended())
             log(f"relaunched the updater (pid {pid}): it had died without being asked")
         except (AlreadyLocked, DaemonError) as error:
             log(f"cannot relaunch the updater now: {error}")
 
     def bound_logs(self) -> None:
+        logs = (self.paths.app_server_log, self.paths.updater_log)
+        if not any_log_needs_rotation(logs, self.log_settings.max_bytes):
+            return
+        # Rare (a log grew to CODEXD_LOG_MAX_BYTES): the rotation's imports only then.
         from supervisor.logs import rotate_if_needed
 
         try:
-            for rotated in rotate_if_needed(self.paths, self.log_settings):
+            for rotated in rotate_if_needed(self.paths.home_paths(), self.log_settings):
                 log(f"rotated {rotated}")
         except Exception as error:  # a log we cannot rotate must not stop the keeper
             log(f"cannot rotate logs: {error}")
@@ -539,8 +546,18 @@ class Keeper:
 
 def close_fds(fds: list[int]) -> None:
     for fd in fds:
-        with contextlib.suppress(OSError):
+        try:
             os.close(fd)
+        except OSError:
+            pass
+
+
+def signal_process(pid: int, signum: int) -> None:
+    """`kill`, when the process is still there to signal."""
+    try:
+        os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def become_app_server(keeper: int, argv: list[str], env: dict[str, str]) -> None:
@@ -558,12 +575,14 @@ def become_app_server(keeper: int, argv: list[str], env: dict[str, str]) -> None
         os.dup2(devnull, 0)
         os.execve(argv[0], argv, env)
     except BaseException as error:
-        with contextlib.suppress(Exception):
+        try:
             print(f"codexd keeper: cannot run {argv[0]}: {error}", file=sys.stderr, flush=True)
+        except Exception:
+            pass
         os._exit(127)
 
 
-def probe_and_report(socket_path: Path, timeout: float, report_fd: int) -> None:
+def probe_and_report(socket_path: str, timeout: float, report_fd: int) -> None:
     """In a forked child: one `initialize` handshake; exit 0 and write the version to
     `report_fd` when it answers, exit 1 when not. Never returns."""
     status = 1
@@ -584,7 +603,7 @@ def probe_and_report(socket_path: Path, timeout: float, report_fd: int) -> None:
         os._exit(status)
 
 
-def remove_stale_socket(socket_path: Path) -> None:
+def remove_stale_socket(socket_path: str) -> None:
     """Remove the socket (and the symlink to it, and the private directory it was
     bound in, when empty) that a killed app-server left, unless something answers
     there. A symlink is followed only into a directory of ours."""
@@ -594,26 +613,33 @@ def remove_stale_socket(socket_path: Path) -> None:
         target = trusted_socket_target(socket_path)
     except ProbeError:
         return  # gone already, or not ours to touch
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+    import _socket  # at exit only (control_socket above imports it anyway)
+
+    client = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
         client.settimeout(1.0)
+        client.connect(target)
+        return  # alive: not ours to remove
+    except OSError:
+        pass
+    finally:
+        client.close()
+    for path in dict.fromkeys([target, socket_path]):
         try:
-            client.connect(os.fspath(target))
-        except OSError:
-            pass
-        else:
-            return  # alive: not ours to remove
-    for path in dict.fromkeys([target, os.fspath(socket_path)]):
-        with contextlib.suppress(OSError):
             mode = os.lstat(path).st_mode
             if stat.S_ISSOCK(mode) or stat.S_ISLNK(mode):
                 os.unlink(path)
-    if target != os.fspath(socket_path):
-        with contextlib.suppress(OSError):
+        except OSError:
+            pass
+    if target != socket_path:
+        try:
             os.rmdir(os.path.dirname(target))  # only when empty
+        except OSError:
+            pass
 
 
-def run_keeper(home: Path) -> int:
-    paths = HomePaths(home)
+def run_keeper(home: str | os.PathLike[str]) -> int:
+    paths = WorkerPaths(os.fspath(home))
     set_title(f"codexd keeper {home}")
     lock = lock_path_for(paths.app_server_record)
     keep_lock_across_exec(lock, keep=False)

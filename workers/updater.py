@@ -6,55 +6,46 @@ and the updater run: a keeper behind is restarted onto the managed binary under
 daemon.lock, and only once that succeeded (or none runs) does the updater `execve`
 the managed binary itself, keeping its pid and its lock. Between passes it relaunches
 a keeper that died without being asked, as the keeper does for it.
+
+It stays resident, so its loop imports little (tests/test_resident_imports.py holds it
+to that): a pass runs in a forked child (workers/updater_pass.py), whose imports (the
+lifecycle, the installer's subprocess, json, pathlib: 5 MB) end with it. The child
+holds daemon.lock for the pass; when the updater is to re-execute, it hands that over
+by waiting until the updater's exec closes their pipe.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import os
-import signal
-import subprocess
+import select
 import time
-from dataclasses import dataclass, replace
-from pathlib import Path
 
-from supervisor import config
+from supervisor import config, fastjson
 from supervisor.decisions import WorkerState
 from supervisor.errors import DaemonError
+from supervisor.faults import report_modules
 from supervisor.identity import ProcessIdentity, identity_of
-from supervisor.installer import current_source, installer_command, installer_environment
-from supervisor.lifecycle import Daemon
-from supervisor.locks import AlreadyLocked, FlockLock
-from supervisor.logs import rotate_if_needed
-from supervisor.managed import require_managed_binary
-from supervisor.paths import HomePaths, lock_path_for
+from supervisor.lean import Value
+from supervisor.paths import WorkerPaths, lock_path_for
 from supervisor.pidrecord import read_record, remove_record, write_record
 from supervisor.process_handle import ProcessHandle
-from supervisor.signals import SignalInbox
-from supervisor.statefile import StateFileError, read_json_object, write_json_atomic
+from supervisor.procfs import open_fds_of
+from supervisor.signals import SignalInbox, signal_name
+from supervisor.state_read import StateFileError, read_json_object
 from supervisor.supervision import peer_note, should_relaunch_peer
-from supervisor.timestamps import timestamp
-from supervisor.update_pass import (
-    InstallerResult,
-    PassRecord,
-    RefreshOutcome,
-    Trigger,
-    read_last_pass,
-    write_last_pass,
-)
-from supervisor.updates import (
-    Deferral,
-    Image,
-    refresh_action,
-    refresh_app_server,
-    running_image,
-    should_reexec_updater,
-)
-from supervisor.worker_control import UPDATER_ARGS
+from supervisor.worker_log import any_log_needs_rotation
 from supervisor.worker_log import log as log_line
 from supervisor.worker_process import child_environment, keep_lock_across_exec, set_title
-from supervisor.worker_state import processes_below_app_server
+from supervisor.worker_state import observe_worker
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+
+    from supervisor.lifecycle import Daemon
+    from supervisor.locks import FlockLock
+else:
+    import _signal as signal  # as supervisor/signals.py explains
 
 # Set on the re-exec'd updater: it resumes the schedule instead of starting over.
 RESUMED_ENV = "CODEXD_UPDATER_RESUMED"
@@ -72,39 +63,48 @@ HANDLED_SIGNALS = (
     signal.SIGTTIN,
     signal.SIGTTOU,
 )
-
-
-# A restart deferred for a busy app-server is tried again this often (or every interval,
-# when that is shorter).
-DEFER_RETRY_SECONDS = 60.0
+# What starts a pass (update_pass.Trigger's values).
+SCHEDULE, ASKED, RETRY = "schedule", "signal", "retry"
+# The pass child's exit status when SIGTERM (from the updater) ended it.
+PASS_STOPPED_STATUS = 3
+# Without a pidfd, the wait for a pass child polls this often.
+PASS_POLL_SECONDS = 0.05
 
 
 class Stopping(Exception):
     """SIGTERM or SIGINT arrived: unwind and exit."""
 
 
-@dataclass(frozen=True)
-class PendingRestart:
+class PendingRestart(Value):
     """A restart onto `digest` that waits for the app-server to be idle."""
 
-    digest: str
-    since: float  # monotonic
-    since_text: str  # the same moment, ISO 8601, for the pass record
-    retry_due: float  # monotonic
+    __slots__ = ("digest", "retry_due", "since", "since_text")
+
+    def __init__(self, digest: str, since: float, since_text: str, retry_due: float) -> None:
+        self.digest = digest
+        self.since = since  # monotonic (one clock for the updater and its pass child)
+        self.since_text = since_text  # the same moment, ISO 8601, for the pass record
+        self.retry_due = retry_due  # monotonic
+
+    def to_json(self) -> list[object]:
+        return [self.digest, self.since, self.since_text, self.retry_due]
+
+    @classmethod
+    def from_json(cls, value: object) -> PendingRestart | None:
+        if not isinstance(value, list) or len(value) != 4:
+            return None
+        digest, since, since_text, retry_due = value
+        return cls(str(digest), float(since), str(since_text), float(retry_due))
 
 
-def now() -> str:
-    return timestamp(datetime.datetime.now(datetime.UTC))
-
-
-def log(message: str) -> None:
-    log_line("updater", message)
+def log(message: str, pid: int | None = None) -> None:
+    log_line("updater", message, pid)
 
 
 class Updater:
-    def __init__(self, paths: HomePaths) -> None:
+    def __init__(self, paths: WorkerPaths) -> None:
         self.paths = paths
-        self.daemon = Daemon(paths)
+        self.pid = os.getpid()
         self.inbox = SignalInbox(HANDLED_SIGNALS)
         self.initial_delay, self.interval = config.update_schedule()
         self.install_timeout = config.install_timeout_seconds()
@@ -114,6 +114,7 @@ class Updater:
             config.UPDATE_MAX_DEFER_ENV, config.UPDATE_MAX_DEFER_SECONDS
         )
         self.deferred: PendingRestart | None = None  # a restart waiting for a busy app-server
+        self.pass_asked = False  # SIGUSR1 came while a pass ran
         self.next_pass_due = time.monotonic()
         # Between passes it wakes this often to heal the keeper and bound the logs.
         self.check_interval = max(
@@ -125,12 +126,13 @@ class Updater:
     def handle(self, signums: list[int]) -> bool:
         """Act on signals received; True when SIGUSR1 asked for a pass now."""
         for signum in signums:
-            name = signal.Signals(signum).name
+            name = signal_name(signum)
             if signum in STOP_SIGNALS:
                 log(f"{name}: stopping")
                 raise Stopping
             if signum == signal.SIGUSR2:
                 log(f"{self.describe_schedule()}; next pass in {self.next_pass_in():g} s")
+                report_modules()
             elif signum != signal.SIGUSR1:
                 log(f"{name}: ignored")
         return signal.SIGUSR1 in signums
@@ -141,9 +143,13 @@ class Updater:
     def sleep_until(self, due: float) -> bool:
         """Until `due` (monotonic) or SIGUSR1 asks for a pass now (True); SIGTERM raises
         Stopping. Between, it looks after the keeper and the logs."""
+        if self.pass_asked:
+            self.pass_asked = False
+            return True
         while (remaining := due - time.monotonic()) > 0:
             if self.handle(self.inbox.wait(min(remaining, self.check_interval))):
                 return True
+            reap_children()
             self.heal_keeper()
             self.rotate_logs()
         return False
@@ -153,7 +159,7 @@ class Updater:
         SIGKILL, the OOM killer), under daemon.lock. A stopped keeper removed its record;
         a failed one marked it: neither comes back."""
         try:
-            state = self.daemon.observe().state
+            state = observe_worker(self.paths.app_server_record).state
         except DaemonError as error:  # an unreadable record: a person must look
             log(f"cannot check the keeper: {error}")
             return
@@ -163,23 +169,38 @@ class Updater:
             log(note)
         if not should_relaunch_peer(state):
             return
+        daemon = self.daemon()
         try:
-            with self.daemon.operation_lock(self.acquire_patiently):
-                if not should_relaunch_peer(self.daemon.observe().state):
+            with daemon.operation_lock(self.acquire_patiently):
+                if not should_relaunch_peer(daemon.observe().state):
                     return
-                settings = self.daemon.load_settings()
-                pid, _ = self.daemon.launch_app_server(settings)
+                settings = daemon.load_settings()
+                pid, _ = daemon.launch_app_server(settings)
             log(f"relaunched the keeper (pid {pid}): it had died without being asked")
         except DaemonError as error:
             log(f"cannot relaunch the keeper: {error}")
 
+    def daemon(self) -> Daemon:
+        # Rare (a keeper SIGKILLed, or OOM-killed): the lifecycle's imports only then.
+        from supervisor.lifecycle import Daemon
+
+        return Daemon(self.paths.home_paths())
+
     def rotate_logs(self) -> None:
         """Copy-truncate a worker log grown past CODEXD_LOG_MAX_BYTES."""
-        for rotated in rotate_if_needed(self.paths, self.log_settings):
+        logs = (self.paths.app_server_log, self.paths.updater_log)
+        if not any_log_needs_rotation(logs, self.log_settings.max_bytes):
+            return
+        # Rare (a log grew to CODEXD_LOG_MAX_BYTES): the rotation's imports only then.
+        from supervisor.logs import rotate_if_needed
+
+        for rotated in rotate_if_needed(self.paths.home_paths(), self.log_settings):
             log(f"rotated {rotated}")
 
     def acquire_patiently(self, lock: FlockLock) -> None:
         """daemon.lock, retried every 50 ms for as long as it takes, SIGTERM aside."""
+        from supervisor.locks import AlreadyLocked
+
         while True:
             try:
                 lock.acquire(timeout=0)
@@ -196,11 +217,14 @@ class Updater:
             f"{'resumed after re-exec' if resumed else 'started'}; {self.describe_schedule()}; "
             f"first pass in {first:g} s"
         )
+        reap_children()
         self.end_orphaned_installer()
-        with contextlib.suppress(DaemonError):
-            self.keeper_seen = self.daemon.observe().state
+        try:
+            self.keeper_seen = observe_worker(self.paths.app_server_record).state
             every = f"{self.check_interval:g} s"
             log(f"the keeper is {self.keeper_seen.value}; checking on it every {every}")
+        except DaemonError:
+            pass
         try:
             self.next_pass_due = time.monotonic() + first
             while True:
@@ -208,10 +232,10 @@ class Updater:
                 due = min(self.next_pass_due, retry_due or self.next_pass_due)
                 asked = self.sleep_until(due)
                 if asked or time.monotonic() >= self.next_pass_due:
-                    self.run_pass(Trigger.SIGNAL if asked else Trigger.SCHEDULE)
+                    self.run_pass(ASKED if asked else SCHEDULE)
                     self.next_pass_due = time.monotonic() + self.interval
                 else:
-                    self.run_pass(Trigger.RETRY)
+                    self.run_pass(RETRY)
         except Stopping:
             log("stopping on signal")
             return 0
@@ -221,73 +245,100 @@ class Updater:
     def describe_schedule(self) -> str:
         return f"initial delay {self.initial_delay:g} s, interval {self.interval:g} s"
 
-    def run_pass(self, trigger: Trigger) -> None:
-        record = PassRecord(
-            number=self.count_passes() + 1, started_at=now(), trigger=trigger, pid=os.getpid()
-        )
+    # -- a pass, in a forked child ------------------------------------------------
+
+    def run_pass(self, trigger: str) -> None:
+        answer_read, answer_write = os.pipe()
+        hold_read, hold_write = os.pipe()  # close-on-exec: the exec closes it
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the pass child
+            set_title(f"codexd update pass {self.paths.home}")  # not another updater
+            os.close(answer_read)
+            os.close(hold_write)
+            for fd in open_fds_of(lock_path_for(self.paths.updater_record)):
+                os.close(fd)  # only the updater holds its lock
+            self.inbox.close()
+            from workers.updater_pass import run_in_child
+
+            os._exit(run_in_child(self, trigger, answer_write, hold_read))
+        os.close(answer_write)
+        os.close(hold_read)
+        answer: dict[str, object] | None = None
         try:
-            record = self.run_pass_steps(record)
-        except (DaemonError, OSError) as error:
-            # Whatever failed, the loop goes on: the next pass may find it mended.
-            record = replace(record, error=str(error))
-            log(f"pass failed: {error}")
-        self.write_pass(record)
+            answer, stopping = self.await_pass(child, answer_read)
+            reexec = None if answer is None else answer.get("reexec")
+            if stopping:
+                if isinstance(reexec, list):
+                    os.write(hold_write, b"the updater was stopped before it re-executed")
+                raise Stopping
+            if answer is not None:
+                self.deferred = PendingRestart.from_json(answer.get("deferred"))
+            if isinstance(reexec, list):
+                self.reexec(str(reexec[0]), str(reexec[1]), hold_write)
+        finally:
+            os.close(answer_read)
+            os.close(hold_write)  # a child holding daemon.lock for the exec lets it go
+            status = reap(child)
+        if answer is None and status != 0:
+            log(f"pass failed: its process (pid {child}) exited with {status}")
 
-    def run_pass_steps(self, record: PassRecord) -> PassRecord:
-        if record.trigger is not Trigger.RETRY:  # a retry only tries the restart again
-            result, detail = self.run_installer()
-            record = replace(record, installer=result, installer_detail=detail)
-            if result is not InstallerResult.OK:
-                return record
-        managed_path = require_managed_binary(self.paths.managed_binary)
-        managed = Image(self.daemon.executable_digest(managed_path), self.daemon.managed_version())
-        record = replace(record, managed_binary=str(managed_path), managed_digest=managed.digest)
-        # The re-exec decision is made under daemon.lock too, so bootstrap cannot race
-        # the handoff; the lock's fd is close-on-exec, so the exec releases it.
-        with self.daemon.operation_lock(self.acquire_patiently):
-            running = self.daemon.running_record()
-            busy = 0 if running is None else len(processes_below_app_server(running))
-            deferral = Deferral(self.max_defer, self.waited_for(managed.digest))
-            action = refresh_action(running_image(running), managed, busy, deferral, force=False)
-            outcome = refresh_app_server(self.daemon, managed, action)
-            record = replace(record, app_server=outcome)
-            record = self.note_deferral(record, managed.digest, outcome, busy)
-            log(f"app-server: {outcome.value}")
-            own = read_record(self.paths.updater_record)
-            if own is None or own.pid != os.getpid():
-                raise DaemonError(f"{self.paths.updater_record} does not name this updater")
-            if should_reexec_updater(own.executable_digest, managed.digest, outcome):
-                record = replace(record, reexec=True)
-                self.write_pass(record)
-                self.reexec(managed_path, managed.digest)
-        return record
+    def await_pass(self, child: int, answer_fd: int) -> tuple[dict[str, object] | None, bool]:
+        """The pass child's answer (None when it exited without one), and whether a
+        stop signal came meanwhile: that is passed on to the child, and waited out."""
+        stopping = False
+        watched: tuple[int, ...] = (answer_fd,)
+        with ProcessHandle(child) as handle:
+            while True:
+                exited = handle.has_exited()  # before the read: its answer is in the pipe
+                if watched and select.select(watched, [], [], 0)[0]:
+                    answer = read_answer(answer_fd)
+                    if answer is not None:
+                        return answer, stopping
+                    watched = ()  # end of file: the child is exiting
+                if exited:
+                    return None, stopping
+                wait = 3600.0 if handle.fds() else PASS_POLL_SECONDS
+                for signum in self.inbox.wait(wait, also=(*watched, *handle.fds())):
+                    name = signal_name(signum)
+                    if signum in STOP_SIGNALS:
+                        if not stopping:
+                            log(f"{name}: stopping")
+                            handle.send(signal.SIGTERM)
+                        stopping = True
+                    elif signum == signal.SIGUSR2:
+                        log(f"a pass runs (pid {child}); {self.describe_schedule()}")
+                    elif signum == signal.SIGUSR1:
+                        self.pass_asked = True  # however late in this pass: one follows
+                    else:
+                        log(f"{name}: ignored while a pass runs")
 
-    # -- a restart that waits for a busy app-server ---------------------------------
+    def reexec(self, managed_path: str, digest: str, hold_fd: int) -> None:
+        """Become the managed binary's updater: same pid, same lock (its fd is
+        inheritable), new record. Never detaches again. When the exec fails, the pass
+        child hears why through `hold_fd` (and records it)."""
+        from supervisor.worker_control import UPDATER_ARGS  # the process is replaced next
 
-    def waited_for(self, digest: str) -> float | None:
-        """How long the restart onto `digest` has waited; None when it has not."""
-        if self.deferred is None or self.deferred.digest != digest:
-            return None
-        return time.monotonic() - self.deferred.since
-
-    def note_deferral(
-        self, record: PassRecord, digest: str, outcome: RefreshOutcome, busy: int
-    ) -> PassRecord:
-        if outcome is not RefreshOutcome.DEFERRED:
-            if self.deferred is not None:
-                log("the deferred restart is done")
-            self.deferred = None
-            return record
-        if self.deferred is None or self.deferred.digest != digest:
-            self.deferred = PendingRestart(digest, time.monotonic(), now(), 0.0)
-        retry = min(DEFER_RETRY_SECONDS, self.interval)
-        self.deferred = replace(self.deferred, retry_due=time.monotonic() + retry)
-        log(
-            f"update deferred: app-server busy ({busy} processes) since "
-            f"{self.deferred.since_text}; trying again in {retry:g} s, restarting anyway "
-            f"{self.max_defer:g} s after it began"
+        own = read_record(self.paths.updater_record)
+        assert own is not None
+        write_record(
+            self.paths.updater_record,
+            own.replace(executable=managed_path, executable_digest=digest),
         )
-        return replace(record, busy_processes=busy, deferred_since=self.deferred.since_text)
+        log(f"re-executing from {managed_path} ({digest})")
+        self.inbox.close()
+        lock = lock_path_for(self.paths.updater_record)
+        keep_lock_across_exec(lock, keep=True)
+        env = {**child_environment(), RESUMED_ENV: "1"}
+        try:
+            os.execve(managed_path, [managed_path, *UPDATER_ARGS], env)
+        except OSError as error:
+            keep_lock_across_exec(lock, keep=False)
+            write_record(self.paths.updater_record, own)
+            self.inbox = SignalInbox(HANDLED_SIGNALS)
+            message = f"cannot re-execute {managed_path}: {error}"
+            os.write(hold_fd, message.encode()[:512])
+
+    # -- state -------------------------------------------------------------------
 
     def end_orphaned_installer(self) -> None:
         """An installer whose updater was SIGKILLed runs on in its own process group:
@@ -302,129 +353,56 @@ class Updater:
             recorded = None
         live = None if recorded is None else identity_of(recorded.pid)
         if recorded is not None and live is not None and live.same_process(recorded):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
+            try:
                 os.killpg(recorded.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
             log(f"ended installer process group {recorded.pid} left by a killed updater")
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-    def run_installer(self) -> tuple[InstallerResult, str | None]:
-        """What the installer did, and a detail when it failed; its output goes to our
-        log."""
-        source = current_source(self.paths)
-        if source is None:
-            log("no release source: run install.sh once, or set CODEXD_CHANNEL")
-            return InstallerResult.NO_SOURCE, "no release source"
-        command = installer_command(source)
-        log(f"running installer from {source.kind} {source.location}")
-        env = installer_environment(self.paths, source)
-        # The installer is recorded before it may start, so that, should this updater be
-        # SIGKILLed, the next one ends it: it waits on a pipe for our go, and never runs
-        # if we die first (end of file instead of a line).
-        gate_read, gate_write = os.pipe()
-        gated = ["sh", "-c", f'read go <&{gate_read} && exec "$@" {gate_read}<&-', "sh"]
         try:
-            installer = subprocess.Popen(
-                [*gated, *command],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd="/",
-                pass_fds=(gate_read,),
-            )
-        finally:
-            os.close(gate_read)
-        with os.fdopen(gate_write, "wb") as gate:
-            live = identity_of(installer.pid)
-            if live is not None:
-                with contextlib.suppress(StateFileError):
-                    write_json_atomic(
-                        self.paths.updater_installer_record,
-                        {
-                            "pid": live.pid,
-                            "processStartTime": live.start_time,
-                            "bootId": live.boot_id,
-                        },
-                    )
-            with contextlib.suppress(BrokenPipeError):
-                gate.write(b"go\n")
-        try:
-            with ProcessHandle(installer.pid) as handle:
-                deadline = time.monotonic() + self.install_timeout
-                while not handle.has_exited():
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        log(f"installer timed out after {self.install_timeout:g} s")
-                        return InstallerResult.TIMED_OUT, f"after {self.install_timeout:g} s"
-                    # Without a pidfd to wake us, poll the installer's exit.
-                    wait = remaining if handle.fds() else min(remaining, 0.05)
-                    self.handle(self.inbox.wait(wait, also=handle.fds()))
-        finally:
-            # Its process group: a hung curl or a build started by it goes too.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(installer.pid, signal.SIGKILL)
-            installer.wait()
-            with contextlib.suppress(FileNotFoundError):
-                self.paths.updater_installer_record.unlink()
-        if installer.returncode != 0:
-            log(f"installer failed with exit status {installer.returncode}")
-            return InstallerResult.FAILED, f"exit status {installer.returncode}"
-        return InstallerResult.OK, None
-
-    def reexec(self, managed_path: Path, digest: str) -> None:
-        """Become the managed binary's updater: same pid, same lock (its fd is
-        inheritable), new record. Never detaches again."""
-        own = read_record(self.paths.updater_record)
-        assert own is not None
-        write_record(
-            self.paths.updater_record,
-            own.replace(executable=str(managed_path), executable_digest=digest),
-        )
-        log(f"re-executing from {managed_path} ({digest})")
-        self.inbox.close()
-        lock = lock_path_for(self.paths.updater_record)
-        keep_lock_across_exec(lock, keep=True)
-        env = {**child_environment(), RESUMED_ENV: "1"}
-        try:
-            os.execve(managed_path, [str(managed_path), *UPDATER_ARGS], env)
-        except OSError as error:
-            keep_lock_across_exec(lock, keep=False)
-            write_record(self.paths.updater_record, own)
-            self.inbox = SignalInbox(HANDLED_SIGNALS)
-            raise DaemonError(f"cannot re-execute {managed_path}: {error}") from error
-
-    # -- state -------------------------------------------------------------------
-
-    def count_passes(self) -> int:
-        """Passes so far, across re-execs: the last pass file keeps the count."""
-        last = read_last_pass(self.paths.updater_last_pass)
-        return 0 if last is None else last.number
-
-    def write_pass(self, record: PassRecord) -> None:
-        """The pass, for people and tests to read, with when the next full pass is due
-        (an interval after this one ends; a re-exec'd updater resumes so too)."""
-        finished = datetime.datetime.now(datetime.UTC)
-        if record.trigger is Trigger.RETRY:
-            next_pass = finished + datetime.timedelta(seconds=self.next_pass_in())
-        else:
-            next_pass = finished + datetime.timedelta(seconds=self.interval)
-        try:
-            write_last_pass(
-                self.paths.updater_last_pass,
-                replace(record, finished_at=timestamp(finished), next_pass_at=timestamp(next_pass)),
-            )
-        except StateFileError as error:
-            log(str(error))
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
     def remove_own_record(self) -> None:
-        with contextlib.suppress(StateFileError):
+        try:
             record = read_record(self.paths.updater_record)
             if record is not None and record.pid == os.getpid():
                 remove_record(self.paths.updater_record)
+        except StateFileError:
+            pass
 
 
-def run_update_loop(home: Path) -> int:
-    paths = HomePaths(home)
-    set_title(f"codexd updater {home}")
+def read_answer(fd: int) -> dict[str, object] | None:
+    """The pass child's one line (written at once, shorter than a pipe's atomic write);
+    None at end of file (it exited without one)."""
+    data = os.read(fd, 65536)
+    if not data:
+        return None
+    value = fastjson.loads(data.decode())
+    return value if isinstance(value, dict) else None
+
+
+def reap(pid: int) -> int | None:
+    """Wait for our child `pid`; its exit code (negative: the signal), None if already
+    reaped."""
+    try:
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    except ChildProcessError:
+        return None
+
+
+def reap_children() -> None:
+    """Reap a pass child that a re-exec handed over (it exits as soon as the exec closes
+    its pipe, after this process image has forgotten it)."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] != 0:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def run_update_loop(home: str | os.PathLike[str]) -> int:
+    paths = WorkerPaths(os.fspath(home))
+    set_title(f"codexd updater {paths.home}")
     keep_lock_across_exec(lock_path_for(paths.updater_record), keep=False)
     return Updater(paths).run()

@@ -7,7 +7,8 @@
   (nothing it started has the lock open); the same for the updater and its lock;
 - nobody holds `daemon.lock`;
 - every live process whose environment names the home is accounted for: the keeper
-  and what runs below it, the updater and its installer, or one the caller lists;
+  and what runs below it, the updater and what runs below it (a pass, its installer),
+  or one the caller lists;
 - settings.json, when present, is the JSON object codexd writes; the state dir is
   0700 and every state file in it 0600;
 - a running app-server answers the `initialize` handshake within 2 s.
@@ -61,7 +62,14 @@ def _role(process: psutil.Process) -> str:
     line = f" {command_line(process)} "
     if not line.strip():
         return "gone"
+    if line.startswith(" codexd update pass "):
+        return "pass"  # the child an updater runs a pass in
     if line.startswith(" codexd updater ") or " app-server daemon pid-update-loop " in line:
+        # A pass child, caught before it set its own title.
+        with contextlib.suppress(psutil.Error):
+            parent = process.parent()
+            if parent is not None and command_line(parent) == command_line(process):
+                return "pass"
         return "updater"
     if line.startswith(" codexd probe "):
         return "probe"
@@ -135,8 +143,8 @@ def _app_server(keeper: int | None, record_path: Path, procs: list[psutil.Proces
 
 
 def _under(process: psutil.Process, roles: tuple[str, ...]) -> bool:
-    """Below a live keeper (what the app-server started, a probe) or updater (the
-    installer of a pass in progress)."""
+    """Below a live keeper (what the app-server started, a probe) or updater (a pass in
+    progress, and its installer)."""
     try:
         return any(_role(parent) in roles for parent in process.parents())
     except (psutil.NoSuchProcess, psutil.AccessDenied):
