@@ -47,11 +47,12 @@ WORKER_COMMANDS = ("keeper", "pid-update-loop")
 
 
 def run_worker(command: str) -> int:
-    from commands.common import home_paths
     from supervisor.errors import DaemonError
+    from supervisor.private_dir import checked_home
 
     try:
-        home = home_paths().home
+        # A string: `pathlib` would stay in a resident worker's memory (2 MB).
+        home = checked_home()
     except DaemonError as error:  # into the worker's log, and the launch fails
         print(f"codexd: {error}", file=sys.stderr, flush=True)
         return 1

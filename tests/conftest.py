@@ -1,8 +1,9 @@
 """Fixtures that run codexd as a user would: real processes in a temporary CODEX_HOME.
 
 Every process a test starts is stopped at teardown, even when the test fails:
-first everything whose environment names the test's home (the CLI pins
-CODEX_HOME into every worker it launches), then anything the test registered.
+anything the test registered, then everything whose environment or title names the
+test's home (the CLI pins CODEX_HOME into every worker it launches), until none
+is left.
 """
 
 from __future__ import annotations
@@ -53,13 +54,19 @@ def is_gone(pid: int) -> bool:
 
 
 def processes_of_home(home: Path) -> list[psutil.Process]:
-    """Live processes whose environment names `home` as CODEX_HOME."""
+    """Live processes whose environment names `home` as CODEX_HOME, or whose title
+    does."""
     found = []
     for process in psutil.process_iter():
         try:
             if process.pid == os.getpid() or process.status() == psutil.STATUS_ZOMBIE:
                 continue
-            if process.environ().get("CODEX_HOME") == str(home):
+            # A worker's title (`codexd updater <home>`) names it even while its
+            # environment cannot be read (mid-execve).
+            title = command_line(process)
+            if process.environ().get("CODEX_HOME") == str(home) or (
+                title.startswith("codexd ") and title.endswith(f" {home}")
+            ):
                 found.append(process)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
@@ -109,6 +116,28 @@ def updater_pids(home: Path) -> list[int]:
 def keeper_pids(home: Path) -> list[int]:
     """Live keepers of `home` (their title is `codexd keeper <home>`)."""
     return _worker_pids(home, "codexd keeper ", "app-server daemon keeper")
+
+
+def sweep_home(home: Path, timeout: float = 30.0) -> None:
+    """Kill every process of `home` until two sweeps in a row find none. One sweep is
+    not enough: a worker mid-`execve` (the updater re-executing) shows an empty
+    environment for a moment, and a keeper or updater can relaunch the other between
+    the listing and the kill. Each sweep stops all it found before it kills any, so
+    none of them can start another."""
+    deadline = time.monotonic() + timeout
+    quiet_sweeps = 0
+    while quiet_sweeps < 2:
+        found = processes_of_home(home)
+        if not found:
+            quiet_sweeps += 1
+            continue
+        quiet_sweeps = 0
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"processes of {home} keep appearing: {found}")
+        for process in found:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.suspend()
+        kill_and_reap(found)
 
 
 def kill_and_reap(processes: list[psutil.Process]) -> None:
@@ -222,7 +251,7 @@ class Home:
             if process.poll() is None:
                 process.kill()
             process.communicate()
-        kill_and_reap(processes_of_home(self.path))
+        sweep_home(self.path)
         # The private directory a too-long socket path was bound in (a killed server
         # leaves its socket in it): every test removes what it made.
         private = private_socket_dir(

@@ -56,10 +56,6 @@ UPDATER_NEVER = (
     "supervisor.updates",
     "supervisor.update_pass",
 )
-# commands/main.py's run_worker still resolves the home through HomePaths, which
-# imports pathlib (and `re`, `enum`, `functools` with it). False once it takes
-# `supervisor.private_dir.checked_home()`, a string.
-ENTRY_POINT_IMPORTS_PATHLIB = True
 
 
 def modules_after(*statements: str) -> set[str]:
@@ -81,13 +77,6 @@ def modules_after(*statements: str) -> set[str]:
         check=True,
     )
     return set(ran.stdout.split())
-
-
-def excused() -> set[str]:
-    """What the entry point imports that is not the workers' doing (see above)."""
-    if not ENTRY_POINT_IMPORTS_PATHLIB:
-        return set()
-    return modules_after("import pathlib") - modules_after()
 
 
 @pytest.mark.parametrize(
@@ -171,5 +160,5 @@ def test_the_keeper_and_the_updater_stay_on_their_diet(lean_home: Home) -> None:
     updater_modules = modules_of(updater, signal.SIGUSR2, home)
 
     assert "workers.keeper" in keeper_modules and "workers.updater" in updater_modules
-    assert sorted(keeper_modules & (set(KEEPER_NEVER) - excused())) == []
-    assert sorted(updater_modules & (set(UPDATER_NEVER) - excused())) == []
+    assert sorted(keeper_modules & set(KEEPER_NEVER)) == []
+    assert sorted(updater_modules & set(UPDATER_NEVER)) == []
