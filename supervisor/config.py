@@ -54,6 +54,7 @@ RESTART_WINDOW_SECONDS = 120.0
 WATCHDOG_ENV = "CODEXD_WATCHDOG_SECONDS"
 WATCHDOG_SECONDS = 30.0
 PAUSE_ENV = "CODEXD_TEST_PAUSE_AT"
+MODULES_ENV = "CODEXD_TEST_MODULES_TO"
 # Read by install.sh and release/publish.py, listed here with the rest.
 PYTHON_ENV = "CODEXD_PYTHON"
 BUILD_CACHE_ENV = "CODEXD_BUILD_CACHE"
@@ -77,6 +78,7 @@ SETTINGS = (
     Setting(PYTHON_ENV, "the interpreter recorded at install", "the python codexd runs with"),
     Setting(BUILD_CACHE_ENV, "~/.cache/codexd-build", "where release builds keep their wheels"),
     Setting(PAUSE_ENV, "unset", "tests only: stop a command at a named point"),
+    Setting(MODULES_ENV, "unset", "tests only: where a resident worker lists its modules"),
 )
 
 # Fixed: no variable overrides these.

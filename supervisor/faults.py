@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import os
 
-from supervisor.config import PAUSE_ENV
-
-MODULES_ENV = "CODEXD_TEST_MODULES_TO"
+from supervisor.config import MODULES_ENV, PAUSE_ENV
 
 
 def pause_point(name: str) -> None:
