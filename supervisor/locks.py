@@ -15,7 +15,6 @@ import fcntl
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -24,6 +23,7 @@ from lockfile import AlreadyLocked, LockFailed, LockTimeout, NotLocked, NotMyLoc
 from supervisor.errors import DaemonError
 from supervisor.flock import is_held, try_flock
 from supervisor.identity import command_line, process_state
+from supervisor.lean import Value
 from supervisor.private_dir import describe_owner
 
 __all__ = [
@@ -113,13 +113,15 @@ def _flock_owner_pids(inode: int) -> list[int]:
     return pids
 
 
-@dataclass(frozen=True)
-class LockHolder:
+class LockHolder(Value):
     """A process that holds (or may hold) a lock, as a message shows it."""
 
-    pid: int
-    command: str | None
-    state: str | None  # `sleeping`, `stopped`, ... (identity.process_state)
+    __slots__ = ("command", "pid", "state")
+
+    def __init__(self, pid: int, command: str | None, state: str | None) -> None:
+        self.pid = pid
+        self.command = command
+        self.state = state  # `sleeping`, `stopped`, ... (identity.process_state)
 
     def describe(self) -> str:
         return f"pid {self.pid} ({self.command or 'command unknown'}; {self.state or 'gone'})"
