@@ -139,7 +139,10 @@ def render_bin_command(home: Path) -> str:
         f"{BIN_COMMAND_MARK}: the current release of {quoted_home},\n"
         "# which is also the home it manages unless CODEX_HOME names another.\n"
         f'if [ -z "${{CODEX_HOME:-}}" ]; then CODEX_HOME={quoted_home}; export CODEX_HOME; fi\n'
-        f'exec {sh_quote(str(launcher))} "$@"\n'
+        # Sourced, not executed: one `sh` start fewer. Its `exec` replaces this shell,
+        # and run from here it finds its release by the absolute path it was written
+        # with (its $0 is this script).
+        f'. {sh_quote(str(launcher))}\n'
     )
 
 
