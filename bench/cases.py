@@ -106,7 +106,8 @@ SETUP_NOTE = (
     "(so the real codex is its app-server, as with the Quickstart's npm) and "
     "`CODEXD_BIN_DIR` a temporary directory for the `codexd` command. Its lifecycle rows "
     "run the front, `<home>/packages/standalone/current/codex app-server daemon <cmd>`, "
-    "which execs `<python> -I -S <home>/packages/codexd/<release> app-server daemon <cmd>`; "
+    "which execs `<python> -I -S <home>/packages/codexd/<release>/__main__.py app-server "
+    "daemon <cmd>`; "
     "codex's run `<home>/packages/app-server-daemon/current/bin/codex app-server daemon "
     "<cmd>`, the managed install codex made for itself on its first `start`. Both homes' "
     "app-servers are the same real codex binary (compared byte for byte at setup), so only "
@@ -180,8 +181,8 @@ TIMED_CASES = (
             "codex": "codex",
         },
         note="--version: `codexd --version` as a user runs it (the `codexd` command install.sh "
-        "wrote, which execs the release's `current/codexd`) vs `codex --version` (codex's "
-        "managed binary); the interpreter floor is the release's python doing nothing "
+        "wrote, which sources the release's `current/codexd` launcher) vs `codex --version` "
+        "(codex's managed binary); the interpreter floor is the release's python doing nothing "
         "(`-I -S -c pass`), the least any codexd command can take.",
     ),
     TimedCase(

@@ -280,11 +280,11 @@ def profile(
     steps: dict[str, list[float]] = {
         "python -I -c pass (interpreter start)": wall_times([python, "-I", "-c", "pass"], runs),
         "python -I -S -c pass (no site)": wall_times([python, "-I", "-S", "-c", "pass"], runs),
-        "installed codexd --version (the codexd command: sh, sh, python)": wall_times(
+        "installed codexd --version (the codexd command: sh, then python)": wall_times(
             [str(release.codexd), "--version"], runs
         ),
-        "python -I -S <codexd release> --version (no sh scripts)": wall_times(
-            [*release.python_argv(), library, "--version"], runs
+        "python -I -S <codexd release>/__main__.py --version (no sh)": wall_times(
+            [*release.python_argv(), f"{library}/__main__.py", "--version"], runs
         ),
         "venv codexd --version": wall_times([*venv_cli, "--version"], runs),
         "front --version (sh, then the real codex)": wall_times(
