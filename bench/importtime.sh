@@ -39,15 +39,16 @@ front="$home/packages/standalone/current/codex"
 export CODEX_HOME="$home"
 "$front" app-server daemon start >/dev/null
 
-# The front execs `<python> -I -S <home>/packages/codexd/<release> "$@"`; run that
+# The front execs `<python> -I -S <home>/packages/codexd/<release>/__main__.py "$@"`; run that
 # directly with -X importtime.
 read -r python <"$home/packages/standalone/python"
 library="$(sed -n 's/^codexd=//p' "$home/packages/standalone/current/.codexd-release")"
 library="$home/packages/codexd/$library"
+main="$library/__main__.py"
 
 # The TOP entries by cumulative time (with their own time), then the cumulative time
 # of each top-level package imported at the top level (the release's entry point runs
-# through runpy, so its imports are at the top level there).
+# as a script, so its imports are at the top level there).
 report() {
     sort -t'|' -k2 -n -r "$1" | awk -F'|' -v top="$top" '
         /import time:/ && $2 ~ /[0-9]/ {
@@ -63,7 +64,7 @@ report() {
 }
 
 echo "== release ($library): python -X importtime, cumulative then self"
-"$python" -I -S -X importtime "$library" app-server daemon version \
+"$python" -I -S -X importtime "$main" app-server daemon version \
     2>"$root/release.txt" >/dev/null
 report "$root/release.txt"
 
@@ -87,8 +88,8 @@ print(f"{min(times) * 1000:9.1f} ms  {sys.argv[1]}")
 EOF
 }
 best "interpreter start (python -I -S -c pass)" "$python" -I -S -c pass
-best "codexd --version (the installed command: sh, sh, python)" "$root/bin/codexd" --version
-best "python -I -S <release> --version (no sh scripts)" "$python" -I -S "$library" --version
+best "codexd --version (the installed command: sh, then python)" "$root/bin/codexd" --version
+best "python -I -S <release>/__main__.py --version (no sh)" "$python" -I -S "$main" --version
 best "front app-server daemon version" "$front" app-server daemon version
 best "front --version (the real codex, which version runs)" "$front" --version
 best "venv codexd --version" "$venv_codexd" --version
