@@ -142,7 +142,7 @@ def render_bin_command(home: Path) -> str:
         # Sourced, not executed: one `sh` start fewer. Its `exec` replaces this shell,
         # and run from here it finds its release by the absolute path it was written
         # with (its $0 is this script).
-        f'. {sh_quote(str(launcher))}\n'
+        f". {sh_quote(str(launcher))}\n"
     )
 
 
