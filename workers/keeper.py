@@ -11,7 +11,10 @@ crash loop, and on SIGTERM stops it and everything below it (systemd's
 
 One loop, one wait: on the signal inbox (SIGCHLD included) with a timeout at the next
 deadline. Probes run in a forked child, so a hung app-server never blocks the loop.
-The decisions are `supervisor.supervision`'s; this module gathers facts and acts.
+The decisions are `supervisor.supervision`'s; this module gathers facts and acts. What
+it forks (the app-server, the probe) is in `keeper_children`, its rare chores
+(relaunching the updater, bounding logs, removing a dead app-server's socket) in
+`keeper_chores`.
 
 It stays resident, so it imports only what its loop uses (tests/test_resident_imports.py
 holds it to that): no `pathlib` (its paths are strings), `dataclasses`, `enum`,
@@ -22,8 +25,6 @@ rotating a log, its exit) it imports when it needs it.
 from __future__ import annotations
 
 import os
-import stat
-import sys
 import time
 
 from supervisor import config
@@ -41,7 +42,7 @@ from supervisor.pidrecord import (
     remove_record,
     write_record,
 )
-from supervisor.prctl import set_child_subreaper, set_parent_death_signal
+from supervisor.prctl import set_child_subreaper
 from supervisor.procfs import descendants, open_fds_of
 from supervisor.signals import SignalInbox, signal_name
 from supervisor.state_read import StateFileError
@@ -56,16 +57,16 @@ from supervisor.supervision import (
     exit_event,
     exit_kind,
     is_crash_loop,
-    peer_note,
     restart_delay,
-    should_relaunch_peer,
     transition,
     unresponsive_event,
     watchdog_probe_timeout,
 )
-from supervisor.worker_log import any_log_needs_rotation, utc_timestamp
 from supervisor.worker_log import log as log_line
+from supervisor.worker_log import utc_timestamp
 from supervisor.worker_process import child_environment, keep_lock_across_exec, set_title
+from workers.keeper_children import Probe, signal_process, spawn_app_server
+from workers.keeper_chores import bound_logs, heal_updater, remove_stale_socket
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -88,9 +89,6 @@ HANDLED_SIGNALS = (
     signal.SIGTTIN,
     signal.SIGTTOU,
 )
-# Dispositions an app-server must start with: SIG_IGN survives exec (Python ignores
-# SIGPIPE), handled signals are reset by the exec itself.
-_CHILD_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 # Readiness probes follow each other this closely: a `start` waits for the first answer.
 READY_POLL_SECONDS = 0.025
 # What is left below a stopped app-server gets this long between TERM and KILL.
@@ -147,9 +145,7 @@ class Keeper:
         self.next_health_check = time.monotonic() + self.watchdog_interval
         self.next_log_check = time.monotonic() + LOG_CHECK_SECONDS
         self.updater_seen: WorkerState | None = None  # as the last health check saw it
-        # The probe in flight: its pid and the pipe it reports the version on.
-        self.probe_pid: int | None = None
-        self.probe_pipe: int | None = None
+        self.probe: Probe | None = None  # in flight
         self.probe_failures = 0
 
     # -- the loop ------------------------------------------------------------------
@@ -174,7 +170,7 @@ class Keeper:
                 moment
                 for moment in (
                     self.ready_deadline,
-                    self.next_probe if self.probe_pid is None else None,
+                    self.next_probe if self.probe is None else None,
                     self.grace_deadline,
                     self.backoff_until,
                 )
@@ -232,7 +228,7 @@ class Keeper:
                 return
             if pid == self.child_pid:
                 self.on_app_server_exit(status)
-            elif pid == self.probe_pid:
+            elif self.probe is not None and pid == self.probe.pid:
                 self.on_probe_result(os.waitstatus_to_exitcode(status) == 0)
 
     def on_app_server_exit(self, status: int) -> None:
@@ -273,8 +269,9 @@ class Keeper:
         return False
 
     def on_probe_result(self, answered: bool) -> None:
-        version = self.read_probe_version()
-        self.probe_pid = None
+        assert self.probe is not None
+        version = self.probe.version()
+        self.probe = None
         now = time.monotonic()
         if self.child_pid is None:
             return
@@ -324,15 +321,15 @@ class Keeper:
                 f"{config.START_TIMEOUT_SECONDS:g} s of its start"
             )
             self.on_unresponsive(f"no answer within {config.START_TIMEOUT_SECONDS:g} s")
-        if self.next_probe is not None and self.probe_pid is None and now >= self.next_probe:
+        if self.next_probe is not None and self.probe is None and now >= self.next_probe:
             self.next_probe = None
             self.start_probe()
         if now >= self.next_health_check:
             self.next_health_check = now + self.watchdog_interval
-            self.heal_updater()
+            self.updater_seen = heal_updater(self.paths, self.updater_seen)
         if now >= self.next_log_check:
             self.next_log_check = now + LOG_CHECK_SECONDS
-            self.bound_logs()
+            bound_logs(self.paths, self.log_settings)
 
     # -- actions -----------------------------------------------------------------------
 
@@ -362,12 +359,7 @@ class Keeper:
         argv = [self.managed_binary, "app-server", "--listen", "unix://"]
         if self.record.remote_control_enabled:
             argv[1:1] = ["--enable", "remote_control"]
-        env = child_environment()
-        keeper = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child, until its exec
-            close_fds(self.lock_fds)
-            become_app_server(keeper, argv, env)
+        pid = spawn_app_server(argv, child_environment(), self.lock_fds, HANDLED_SIGNALS)
         self.child_pid = pid
         self.child_started = time.monotonic()
         self.asked_reason = None
@@ -389,7 +381,7 @@ class Keeper:
         signal_process(self.child_pid, signum)
 
     def app_server_descendants(self) -> list[int]:
-        keep = {self.child_pid, self.probe_pid}
+        keep = {self.child_pid, self.probe.pid if self.probe else None}
         return [proc.pid for proc in descendants(os.getpid()) if proc.pid not in keep]
 
     def end_descendants(self) -> None:
@@ -439,37 +431,15 @@ class Keeper:
             if self.state is KeeperState.RUNNING
             else min(config.PROBE_TIMEOUT_SECONDS, config.START_TIMEOUT_SECONDS)
         )
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the probe child
-            os.close(read_end)
-            close_fds(self.lock_fds)
-            set_title(f"codexd probe {self.paths.home}")
-            probe_and_report(self.paths.socket_path, timeout, write_end)
-        os.close(write_end)
-        self.probe_pid, self.probe_pipe = pid, read_end
-
-    def read_probe_version(self) -> str | None:
-        if self.probe_pipe is None:
-            return None
-        try:
-            return os.read(self.probe_pipe, 256).decode(errors="replace").strip() or None
-        except OSError:
-            return None
-        finally:
-            os.close(self.probe_pipe)
-            self.probe_pipe = None
+        title = f"codexd probe {self.paths.home}"
+        self.probe = Probe.start(
+            self.paths.socket_path, timeout, title, self.lock_fds, HANDLED_SIGNALS
+        )
 
     def end_probe(self) -> None:
-        if self.probe_pid is None:
-            return
-        signal_process(self.probe_pid, signal.SIGKILL)
-        try:
-            os.waitpid(self.probe_pid, 0)
-        except ChildProcessError:
-            pass
-        self.read_probe_version()
-        self.probe_pid = None
+        if self.probe is not None:
+            self.probe.end()
+            self.probe = None
 
     # -- state for status, version and the updater -------------------------------------
 
@@ -495,147 +465,6 @@ class Keeper:
             write_record(self.paths.app_server_record, self.record)
         except StateFileError as error:
             log(str(error))
-
-    # -- housekeeping ------------------------------------------------------------------
-
-    def heal_updater(self) -> None:
-        """Relaunch an updater that died without being asked (its record left behind),
-        under daemon.lock; a busy lock means someone is at work: next time."""
-        from supervisor.errors import DaemonError
-        from supervisor.worker_state import observe_worker
-
-        try:
-            state = observe_worker(self.paths.updater_record).state
-        except DaemonError as error:  # an unreadable record: a person must look
-            log(f"cannot check the updater: {error}")
-            return
-        note = peer_note("updater", self.updater_seen, state)
-        self.updater_seen = state
-        if note is not None:
-            log(note)
-        if not should_relaunch_peer(state):
-            return
-        # Rare (an updater SIGKILLed, or OOM-killed): the lifecycle's imports only then.
-        from supervisor.lifecycle import Daemon
-        from supervisor.locks import AlreadyLocked
-        from supervisor.prctl import SubreaperSuspended
-
-        daemon = Daemon(self.paths.home_paths())
-        try:
-            with daemon.operation_lock(lambda lock: lock.acquire(timeout=0)):
-                if not should_relaunch_peer(observe_worker(self.paths.updater_record).state):
-                    return
-                pid = daemon.launch_updater(while_detaching=SubreaperSuspended())
-            log(f"relaunched the updater (pid {pid}): it had died without being asked")
-        except (AlreadyLocked, DaemonError) as error:
-            log(f"cannot relaunch the updater now: {error}")
-
-    def bound_logs(self) -> None:
-        logs = (self.paths.app_server_log, self.paths.updater_log)
-        if not any_log_needs_rotation(logs, self.log_settings.max_bytes):
-            return
-        # Rare (a log grew to CODEXD_LOG_MAX_BYTES): the rotation's imports only then.
-        from supervisor.logs import rotate_if_needed
-
-        try:
-            for rotated in rotate_if_needed(self.paths.home_paths(), self.log_settings):
-                log(f"rotated {rotated}")
-        except Exception as error:  # a log we cannot rotate must not stop the keeper
-            log(f"cannot rotate logs: {error}")
-
-
-def close_fds(fds: list[int]) -> None:
-    for fd in fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
-def signal_process(pid: int, signum: int) -> None:
-    """`kill`, when the process is still there to signal."""
-    try:
-        os.kill(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def become_app_server(keeper: int, argv: list[str], env: dict[str, str]) -> None:
-    """In the forked child: own process group, SIGKILL when the keeper dies, default
-    signal dispositions, then the managed binary. Never returns."""
-    try:
-        os.setpgid(0, 0)
-        set_parent_death_signal(signal.SIGKILL)
-        if os.getppid() != keeper:  # the keeper died before the line above
-            os._exit(1)
-        signal.set_wakeup_fd(-1)
-        for signum in (*_CHILD_DEFAULT_SIGNALS, *HANDLED_SIGNALS):
-            signal.signal(signum, signal.SIG_DFL)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.execve(argv[0], argv, env)
-    except BaseException as error:
-        try:
-            print(f"codexd keeper: cannot run {argv[0]}: {error}", file=sys.stderr, flush=True)
-        except Exception:
-            pass
-        os._exit(127)
-
-
-def probe_and_report(socket_path: str, timeout: float, report_fd: int) -> None:
-    """In a forked child: one `initialize` handshake; exit 0 and write the version to
-    `report_fd` when it answers, exit 1 when not. Never returns."""
-    status = 1
-    try:
-        signal.set_wakeup_fd(-1)
-        for signum in HANDLED_SIGNALS:
-            signal.signal(signum, signal.SIG_DFL)
-        from supervisor.control_socket import ProbeError, probe
-
-        try:
-            info = probe(socket_path, timeout=timeout)
-        except ProbeError:
-            pass
-        else:
-            os.write(report_fd, info.app_server_version.encode()[:200])
-            status = 0
-    finally:
-        os._exit(status)
-
-
-def remove_stale_socket(socket_path: str) -> None:
-    """Remove the socket (and the symlink to it, and the private directory it was
-    bound in, when empty) that a killed app-server left, unless something answers
-    there. A symlink is followed only into a directory of ours."""
-    from supervisor.control_socket import ProbeError, trusted_socket_target
-
-    try:
-        target = trusted_socket_target(socket_path)
-    except ProbeError:
-        return  # gone already, or not ours to touch
-    import _socket  # at exit only (control_socket above imports it anyway)
-
-    client = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:
-        client.settimeout(1.0)
-        client.connect(target)
-        return  # alive: not ours to remove
-    except OSError:
-        pass
-    finally:
-        client.close()
-    for path in dict.fromkeys([target, socket_path]):
-        try:
-            mode = os.lstat(path).st_mode
-            if stat.S_ISSOCK(mode) or stat.S_ISLNK(mode):
-                os.unlink(path)
-        except OSError:
-            pass
-    if target != socket_path:
-        try:
-            os.rmdir(os.path.dirname(target))  # only when empty
-        except OSError:
-            pass
 
 
 def run_keeper(home: str | os.PathLike[str]) -> int:
