@@ -279,6 +279,8 @@ class Updater:
             os.close(answer_read)
             os.close(hold_write)  # a child holding daemon.lock for the exec lets it go
             status = reap(child)
+            if answer is None:  # a pass child killed mid-install left its installer
+                self.end_orphaned_installer("a killed pass")
         if answer is None and status != 0:
             log(f"pass failed: its process (pid {child}) exited with {status}")
 
@@ -340,9 +342,9 @@ class Updater:
 
     # -- state -------------------------------------------------------------------
 
-    def end_orphaned_installer(self) -> None:
-        """An installer whose updater was SIGKILLed runs on in its own process group:
-        end that group, if its leader is still the process recorded."""
+    def end_orphaned_installer(self, left_by: str = "a killed updater") -> None:
+        """An installer whose updater or pass child was SIGKILLed runs on in its own
+        process group: end that group, if its leader is still the process recorded."""
         path = self.paths.updater_installer_record
         try:
             value = read_json_object(path) or {}
@@ -357,7 +359,7 @@ class Updater:
                 os.killpg(recorded.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-            log(f"ended installer process group {recorded.pid} left by a killed updater")
+            log(f"ended installer process group {recorded.pid} left by {left_by}")
         try:
             os.unlink(path)
         except FileNotFoundError:
