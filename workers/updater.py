@@ -47,8 +47,10 @@ if TYPE_CHECKING:
 else:
     import _signal as signal  # as supervisor/signals.py explains
 
-# Set on the re-exec'd updater: it resumes the schedule instead of starting over.
+# Set on the re-exec'd updater: it resumes the schedule instead of starting over, and
+# with RESUMED_PASS_ASKED runs the pass a SIGUSR1 asked for during the last one first.
 RESUMED_ENV = "CODEXD_UPDATER_RESUMED"
+RESUMED, RESUMED_PASS_ASKED = "1", "pass-asked"
 # Ends the updater; USR1 runs a pass now, USR2 logs its state; the rest are noted and
 # ignored.
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
@@ -211,7 +213,9 @@ class Updater:
     # -- the loop ----------------------------------------------------------------
 
     def run(self) -> int:
-        resumed = os.environ.pop(RESUMED_ENV, None) == "1"
+        resumed_as = os.environ.pop(RESUMED_ENV, None)
+        resumed = resumed_as in (RESUMED, RESUMED_PASS_ASKED)
+        self.pass_asked = resumed_as == RESUMED_PASS_ASKED
         first = self.interval if resumed else self.initial_delay
         log(
             f"{'resumed after re-exec' if resumed else 'started'}; {self.describe_schedule()}; "
@@ -279,6 +283,8 @@ class Updater:
             os.close(answer_read)
             os.close(hold_write)  # a child holding daemon.lock for the exec lets it go
             status = reap(child)
+            if answer is None:  # a pass child killed mid-install left its installer
+                self.end_orphaned_installer("a killed pass")
         if answer is None and status != 0:
             log(f"pass failed: its process (pid {child}) exited with {status}")
 
@@ -325,10 +331,22 @@ class Updater:
             own.replace(executable=managed_path, executable_digest=digest),
         )
         log(f"re-executing from {managed_path} ({digest})")
+        try:  # signals noted since the pass answered
+            self.pass_asked |= self.handle(self.inbox.take())
+        except Stopping:
+            os.write(hold_fd, b"the updater was stopped before it re-executed")
+            raise
         self.inbox.close()
+        # Until the new image handles them, the signals that do not stop the updater
+        # are ignored (SIG_IGN survives the exec): their default action (SIGUSR1 from
+        # `codexd update`, SIGHUP) would end it mid-exec.
+        for signum in HANDLED_SIGNALS:
+            if signum not in STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
         lock = lock_path_for(self.paths.updater_record)
         keep_lock_across_exec(lock, keep=True)
-        env = {**child_environment(), RESUMED_ENV: "1"}
+        resumed = RESUMED_PASS_ASKED if self.pass_asked else RESUMED
+        env = {**child_environment(), RESUMED_ENV: resumed}
         try:
             os.execve(managed_path, [managed_path, *UPDATER_ARGS], env)
         except OSError as error:
@@ -340,9 +358,9 @@ class Updater:
 
     # -- state -------------------------------------------------------------------
 
-    def end_orphaned_installer(self) -> None:
-        """An installer whose updater was SIGKILLed runs on in its own process group:
-        end that group, if its leader is still the process recorded."""
+    def end_orphaned_installer(self, left_by: str = "a killed updater") -> None:
+        """An installer whose updater or pass child was SIGKILLed runs on in its own
+        process group: end that group, if its leader is still the process recorded."""
         path = self.paths.updater_installer_record
         try:
             value = read_json_object(path) or {}
@@ -357,7 +375,7 @@ class Updater:
                 os.killpg(recorded.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-            log(f"ended installer process group {recorded.pid} left by a killed updater")
+            log(f"ended installer process group {recorded.pid} left by {left_by}")
         try:
             os.unlink(path)
         except FileNotFoundError:

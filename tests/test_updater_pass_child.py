@@ -1,0 +1,133 @@
+"""The updater's pass child (`codexd update pass <home>`) and the re-exec it hands over
+to, with this checkout's codexd behind the managed binary (a shim). A test moves the
+managed binary out of band by appending a comment to the shim: its digest changes, so
+the next pass restarts the app-server onto it and re-executes the updater."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import Home, is_gone, wait_for
+from tests.updating import (
+    PASS_TIMEOUT_SECONDS,
+    QUIET_SCHEDULE,
+    last_pass,
+    updater_log,
+    updater_ready,
+)
+
+
+@pytest.fixture
+def shim_home(home: Home) -> Home:
+    home.env.update(QUIET_SCHEDULE)
+    return home
+
+
+def fake_channel(tmp_path: Path, script: str) -> Path:
+    path = tmp_path / "fake-channel"
+    path.mkdir()
+    (path / "install.sh").write_text(script)
+    return path
+
+
+def move_managed_binary(home: Home, tag: str) -> None:
+    with home.paths.managed_binary.open("a") as shim:
+        shim.write(f"# {tag}\n")
+
+
+def installer_processes(marker: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if marker in " ".join(process.cmdline()) and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def pass_child(updater: int) -> psutil.Process | None:
+    for child in psutil.Process(updater).children():
+        try:
+            if "update pass" in " ".join(child.cmdline()):
+                return child
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
+def passes(home: Home) -> int:
+    number: int = (last_pass(home) or {}).get("pass", 0)
+    return number
+
+
+def test_a_pass_child_killed_mid_install_leaves_no_installer_running(
+    shim_home: Home, tmp_path: Path
+) -> None:
+    marker = f"orphan-installer-{os.getpid()}-{time.monotonic_ns()}"
+    channel = fake_channel(tmp_path, f"python3 -c 'import time; time.sleep(600)' {marker}\n")
+    shim_home.env["CODEXD_CHANNEL"] = str(channel)
+    shim_home.ok("bootstrap")
+    pid = updater_ready(shim_home, starts=1)
+    os.kill(pid, signal.SIGUSR1)
+    wait_for(lambda: installer_processes(marker), what="the installer to run")
+    child = wait_for(lambda: pass_child(pid), what="the pass child")
+
+    child.kill()  # as the OOM killer would
+
+    wait_for(lambda: not installer_processes(marker), timeout=5.0, what="the installer to go")
+    assert not shim_home.paths.updater_installer_record.exists()
+    wait_for(lambda: "pass failed: its process" in updater_log(shim_home), what="the log")
+    assert not is_gone(pid)
+
+
+def test_sigusr1_during_a_pass_that_reexecutes_is_followed_by_another_pass(
+    shim_home: Home, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    channel = fake_channel(tmp_path, f'while [ ! -e "{go}" ]; do sleep 0.05; done\n')
+    shim_home.env["CODEXD_CHANNEL"] = str(channel)
+    shim_home.ok("bootstrap")
+    pid = updater_ready(shim_home, starts=1)
+    before = passes(shim_home)
+    move_managed_binary(shim_home, "moved")
+    os.kill(pid, signal.SIGUSR1)
+    wait_for(lambda: "running installer" in updater_log(shim_home), what="the installer")
+
+    os.kill(pid, signal.SIGUSR1)  # while the pass that will re-execute runs
+    go.touch()
+
+    assert updater_ready(shim_home, starts=2) == pid
+    wait_for(lambda: passes(shim_home) == before + 2, timeout=20.0, what="the asked-for pass")
+    second = last_pass(shim_home)
+    assert second is not None
+    assert second["trigger"] == "signal" and second["pid"] == pid
+    assert second["appServer"] == "alreadyCurrent" and "reexec" not in second
+
+
+def test_signals_during_the_reexec_do_not_end_the_updater(shim_home: Home, tmp_path: Path) -> None:
+    shim_home.env["CODEXD_CHANNEL"] = str(fake_channel(tmp_path, "exit 0\n"))
+    shim_home.ok("bootstrap")
+    pid = updater_ready(shim_home, starts=1)
+    move_managed_binary(shim_home, "moved")
+    os.kill(pid, signal.SIGUSR1)
+
+    # SIGUSR1 (whose default action ends a process, as `codexd update` sends it) until
+    # the updater has re-executed and handles signals again: none may find the default.
+    deadline = time.monotonic() + PASS_TIMEOUT_SECONDS
+    while "resumed after re-exec" not in updater_log(shim_home) and not is_gone(pid):
+        assert time.monotonic() < deadline, "the updater did not re-execute"
+        try:
+            os.kill(pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            break
+        time.sleep(0.002)
+
+    assert not is_gone(pid), updater_log(shim_home)[-2000:]
+    assert updater_ready(shim_home, starts=2) == pid
