@@ -154,6 +154,9 @@ class Updater:
             reap_children()
             self.heal_keeper()
             self.rotate_logs()
+            if self.pass_asked:  # SIGUSR1 while it waited to relaunch the keeper
+                self.pass_asked = False
+                return True
         return False
 
     def heal_keeper(self) -> None:
@@ -208,7 +211,7 @@ class Updater:
                 lock.acquire(timeout=0)
                 return
             except AlreadyLocked:
-                self.handle(self.inbox.wait(config.UPDATER_LOCK_RETRY_SECONDS))
+                self.pass_asked |= self.handle(self.inbox.wait(config.UPDATER_LOCK_RETRY_SECONDS))
 
     # -- the loop ----------------------------------------------------------------
 
@@ -324,12 +327,19 @@ class Updater:
         child hears why through `hold_fd` (and records it)."""
         from supervisor.worker_control import UPDATER_ARGS  # the process is replaced next
 
-        own = read_record(self.paths.updater_record)
-        assert own is not None
-        write_record(
-            self.paths.updater_record,
-            own.replace(executable=managed_path, executable_digest=digest),
-        )
+        try:
+            own = read_record(self.paths.updater_record)
+            if own is None or own.pid != os.getpid():
+                raise StateFileError(f"{self.paths.updater_record} no longer names this updater")
+            write_record(
+                self.paths.updater_record,
+                own.replace(executable=managed_path, executable_digest=digest),
+            )
+        except StateFileError as error:  # a full disk, a record changed under it
+            message = f"cannot re-execute {managed_path}: {error}"
+            log(message)
+            os.write(hold_fd, message.encode()[:512])
+            return
         log(f"re-executing from {managed_path} ({digest})")
         try:  # signals noted since the pass answered
             self.pass_asked |= self.handle(self.inbox.take())
@@ -351,8 +361,11 @@ class Updater:
             os.execve(managed_path, [managed_path, *UPDATER_ARGS], env)
         except OSError as error:
             keep_lock_across_exec(lock, keep=False)
-            write_record(self.paths.updater_record, own)
             self.inbox = SignalInbox(HANDLED_SIGNALS)
+            try:
+                write_record(self.paths.updater_record, own)
+            except StateFileError as record_error:
+                log(str(record_error))
             message = f"cannot re-execute {managed_path}: {error}"
             os.write(hold_fd, message.encode()[:512])
 
