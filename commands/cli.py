@@ -26,7 +26,8 @@ from supervisor.errors import DaemonError
 from supervisor.version import CODEXD_VERSION
 
 KNOWN_FEATURES = ("remote_control",)
-# Under `app-server daemon` (codex's grammar) and at the top (the flat form).
+# Under `app-server daemon` (codex's grammar, codexd's extras too) and at the top (the
+# flat form): `current/codex app-server daemon <command>` is `codexd <command>`.
 DAEMON_COMMANDS = (
     start,
     restart,
@@ -38,6 +39,10 @@ DAEMON_COMMANDS = (
     update,
     rollback,
     doctor,
+    status,
+    logs,
+    unpersist,
+    completion,
 )
 
 
@@ -121,10 +126,6 @@ for _command in DAEMON_COMMANDS:
     cli.add_command(_command)
     daemon_group.add_command(_command)
 daemon_group.add_command(pid_update_loop)
-cli.add_command(status)
-cli.add_command(logs)
-cli.add_command(unpersist)
-cli.add_command(completion)
 app_server.add_command(proxy)
 
 

@@ -65,7 +65,24 @@ def test_the_table_and_click_know_the_same_lifecycle_commands() -> None:
         for name, command in daemon.commands.items()
         if not command.hidden and all(param.name == "help" for param in command.params)
     }
-    assert optionless <= set(LIFECYCLE_OPERATIONS)
+    # `unpersist` is codexd's own and rare: click runs it.
+    assert optionless - {"unpersist"} <= set(LIFECYCLE_OPERATIONS)
+
+
+def test_every_flat_command_is_also_under_app_server_daemon() -> None:
+    """The README's promise: `codexd <command>` is `current/codex app-server daemon
+    <command>`, codexd's extras included (status, logs, doctor, ...)."""
+    daemon = daemon_group()
+    for name, command in cli.commands.items():
+        if name != "app-server":
+            assert daemon.commands.get(name) is command, name
+
+
+def test_status_through_the_daemon_grammar_is_the_flat_status(bare_home: Home) -> None:
+    flat = bare_home.ok("status", "--json")
+    spelled = bare_home.ok("app-server", "daemon", "status", "--json")
+    assert spelled.keys() == flat.keys()
+    assert spelled["appServer"]["status"] == flat["appServer"]["status"] == "notRunning"
 
 
 def test_the_fast_path_does_not_import_click(bare_home: Home) -> None:
