@@ -9,9 +9,14 @@ through click.
 
 from __future__ import annotations
 
+import errno
 import sys
 
 from supervisor.version import CODEXD_VERSION
+
+# What writing the answer can meet: a full disk (`>/dev/full`), a reader gone (EPIPE), a
+# bad descriptor. A command's own files report their errors as DaemonError long before.
+_OUTPUT_ERRORS = (errno.ENOSPC, errno.EPIPE, errno.EBADF, errno.EIO, errno.EDQUOT)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -67,11 +72,38 @@ def run_worker(command: str) -> int:
 
 def main() -> None:
     argv = sys.argv[1:]
+    if len(argv) == 3 and argv[:2] == ["app-server", "daemon"] and argv[2] in WORKER_COMMANDS:
+        sys.exit(run_worker(argv[2]))
+    if sys.stdout is None:  # started with stdout closed (`>&-`)
+        sys.exit(_fail("stdout is closed: there is nowhere to write the answer"))
+    try:
+        try:
+            run_command(argv)
+        finally:  # here, not at exit: a full stdout is reported, click's exits too
+            sys.stdout.flush()
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
+        sys.exit(_fail("interrupted", status=130))
+    except OSError as error:
+        if error.errno not in _OUTPUT_ERRORS:
+            raise
+        # Nothing more can reach stdout; keep the interpreter's exit from retrying.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if error.errno == errno.EPIPE:  # the reader left (`| head`): nothing to say
+            sys.exit(1)
+        sys.exit(_fail(f"cannot write the answer to stdout: {error.strerror}"))
+
+
+def _fail(message: str, status: int = 1) -> int:
+    print(f"codexd: {message}", file=sys.stderr, flush=True)
+    return status
+
+
+def run_command(argv: list[str]) -> None:
     if argv == ["--version"]:
         print(f"codexd {CODEXD_VERSION}")
         return
-    if len(argv) == 3 and argv[:2] == ["app-server", "daemon"] and argv[2] in WORKER_COMMANDS:
-        sys.exit(run_worker(argv[2]))
     command = lifecycle_command(argv)
     if command is not None:
         answer = fast_answer(command)

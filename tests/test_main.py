@@ -3,8 +3,11 @@ lifecycle commands from, and `--enable` where it does not apply."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -12,7 +15,8 @@ import pytest
 from commands.cli import app_server, cli
 from commands.common import LIFECYCLE_OPERATIONS
 from commands.main import lifecycle_command
-from tests.conftest import Home
+from supervisor.config import PAUSE_ENV
+from tests.conftest import CODEXD, Home, wait_for
 
 
 @pytest.mark.parametrize(
@@ -134,3 +138,68 @@ def test_enable_on_a_command_that_launches_nothing_is_refused(
     assert home.app_server_pids() == []
     assert not home.paths.app_server_record.exists()
     assert not home.paths.settings_file.exists()
+
+
+# -- what the user sees when the answer cannot be written, or Ctrl-C ----------------------
+
+
+@pytest.mark.parametrize(
+    "args", [("--version",), ("stop",), ("status", "--json"), ("completion", "bash")]
+)
+def test_a_full_stdout_is_said_in_one_line(bare_home: Home, args: tuple[str, ...]) -> None:
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [str(CODEXD), *args],
+            env=bare_home.env,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr == "codexd: cannot write the answer to stdout: No space left on device\n"
+
+
+def test_a_closed_stdout_is_said_and_fails(bare_home: Home) -> None:
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$0" stop >&-', str(CODEXD)],
+        env=bare_home.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr == "codexd: stdout is closed: there is nowhere to write the answer\n"
+
+
+def test_a_reader_that_left_is_no_error_message(bare_home: Home) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `| head -1` that has read its line
+    try:
+        done = subprocess.run(
+            [str(CODEXD), "status"],
+            env=bare_home.env,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert done.stderr == ""
+
+
+def test_ctrl_c_of_a_waiting_command_is_one_line(home: Home, tmp_path: Path) -> None:
+    marker = tmp_path / "locked"
+    home.spawn("start", env={PAUSE_ENV: f"locked:{marker}"})  # holds daemon.lock
+    wait_for(marker.exists, what="the first start to hold daemon.lock")
+    waiter = home.spawn("restart")
+    assert waiter.stderr is not None
+    assert "waiting up to 75 s for the daemon operation lock" in waiter.stderr.readline()
+
+    os.kill(waiter.pid, signal.SIGINT)
+
+    _, stderr = waiter.communicate(timeout=30)
+    assert waiter.returncode == 130
+    assert stderr == "codexd: interrupted\n"
