@@ -79,10 +79,22 @@ def _locate(release: Release) -> str:
     )
 
 
+def _missing(path: str, what: str) -> str:
+    """A one-line error, not the interpreter's or sh's, for a part someone removed."""
+    return (
+        f'[ -e "{path}" ] || {{ echo "codexd: {path} is missing ({what}): reinstall with'
+        ' install.sh (sh install.sh from a codexd checkout)" >&2; exit 1; }\n'
+    )
+
+
 def _run_codexd(release: Release) -> str:
     codexd_dir = check_relative(f"codexd/{release.codexd.store}")
+    main = f"$p/{codexd_dir}/__main__.py"
     # Its __main__.py as a file: a directory would go through runpy (see artifact.py).
-    return f'exec {sh_quote(release.python)} -I -S "$p/{codexd_dir}/__main__.py" "$@"\n'
+    return (
+        _missing(main, f"codexd {release.codexd.store}")
+        + f'exec {sh_quote(release.python)} -I -S "{main}" "$@"\n'
+    )
 
 
 def _parts_comment(release: Release) -> str:
@@ -118,6 +130,7 @@ def render_front(release: Release) -> str:
         + "\t"
         + _run_codexd(release)
         + "fi\n"
+        + _missing(f"$p/{binary}", f"codex {release.codex.version}")
         + f'exec "$p/{binary}" "$@"\n'
     )
 

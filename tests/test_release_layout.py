@@ -5,6 +5,7 @@ disk, the interpreter check, the updater's installer command; and the disk usage
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -140,7 +141,8 @@ def test_the_release_name_shows_the_codex_version_and_the_fronts_digest() -> Non
 def test_the_scripts_quote_what_they_embed(tmp_path: Path) -> None:
     odd = Path(tmp_path / 'it\'s $HOME `x` "q"')
     odd.mkdir()
-    (odd / "codexd").mkdir()
+    (odd / "codexd" / "0.1.0-aaaaaaaaaaaa").mkdir(parents=True)
+    (odd / "codexd" / "0.1.0-aaaaaaaaaaaa" / "__main__.py").touch()
     release = Release(**{**RELEASE.__dict__, "packages": odd, "codex": None})
     launcher = tmp_path / "launcher"
     # A launcher out of place falls back to the packages it was installed into.
@@ -151,6 +153,37 @@ def test_the_scripts_quote_what_they_embed(tmp_path: Path) -> None:
     )
     assert sh_quote("it's") == "'it'\\''s'"
     assert f"CODEX_HOME={sh_quote(str(odd))}" in render_bin_command(odd)
+
+
+@pytest.mark.parametrize(
+    ("remove", "named"),
+    [
+        ("codexd/0.1.0-aaaaaaaaaaaa", "codexd/0.1.0-aaaaaaaaaaaa/__main__.py is missing (codexd"),
+        ("codex/0.169.0-bbbbbbbbbbbb/bin/codex", "bin/codex is missing (codex 0.169.0)"),
+    ],
+)
+def test_a_front_missing_a_part_says_so_in_one_line(
+    tmp_path: Path, remove: str, named: str
+) -> None:
+    packages = tmp_path / "packages"
+    main = packages / "codexd" / "0.1.0-aaaaaaaaaaaa" / "__main__.py"
+    codex = packages / "codex" / "0.169.0-bbbbbbbbbbbb" / "bin" / "codex"
+    for part in (main, codex):
+        part.parent.mkdir(parents=True)
+        part.write_text("")
+    front = packages / "standalone" / "releases" / "r" / "codex"
+    front.parent.mkdir(parents=True)
+    front.write_text(render_front(Release(**{**RELEASE.__dict__, "packages": packages})))
+    target = packages / remove
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+    args = ["app-server", "daemon", "status"] if "codexd" in remove else ["--version"]
+    ran = subprocess.run(["sh", str(front), *args], capture_output=True, text=True)
+
+    assert ran.returncode == 1
+    assert ran.stdout == ""
+    [line] = ran.stderr.splitlines()
+    assert line.startswith("codexd: ") and named in line and "install.sh" in line, line
 
 
 @pytest.mark.parametrize("path", ["../x", "a/../b", "/abs", "a b", "a$b", "", "a\nb"])
