@@ -166,7 +166,7 @@ def update(
         raise DaemonError(
             f"the new release did not start: rolled back to {release}; see {paths.app_server_log}"
         )
-    _nudge_updater(daemon)
+    _nudge_updater(daemon, managed.digest)
     status, message = update_message(release != before, outcome, busy, release)
     running_now = daemon.running_record()
     return UpdateOutput(
@@ -206,12 +206,15 @@ def run_installer_in_foreground(daemon: Daemon) -> tuple[InstallerResult, str | 
     return InstallerResult.OK, None
 
 
-def _nudge_updater(daemon: Daemon) -> None:
-    """A running updater follows at once (SIGUSR1: a pass now, in which it re-executes
-    itself onto the new release) instead of at its next scheduled pass."""
+def _nudge_updater(daemon: Daemon, digest: str) -> None:
+    """A running updater of another release follows at once (SIGUSR1: a pass now, in
+    which it re-executes itself onto the managed binary) instead of at its next
+    scheduled pass. One already on it is left alone: its pass would repeat this one."""
     observation = observe_worker(daemon.paths.updater_record)
     record = observation.live_record
-    if record is not None and proven_worker(record, lock_path_for(daemon.paths.updater_record)):
+    if record is None or record.executable_digest == digest:
+        return
+    if proven_worker(record, lock_path_for(daemon.paths.updater_record)):
         from supervisor.process_handle import ProcessHandle
 
         with ProcessHandle(record.pid) as handle:

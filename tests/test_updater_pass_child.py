@@ -131,3 +131,32 @@ def test_signals_during_the_reexec_do_not_end_the_updater(shim_home: Home, tmp_p
 
     assert not is_gone(pid), updater_log(shim_home)[-2000:]
     assert updater_ready(shim_home, starts=2) == pid
+
+
+def pending_signals(pid: int) -> int:
+    """The process's pending signals (ShdPnd: sent to the process, not yet handled)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("ShdPnd:"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"no ShdPnd for pid {pid}")
+
+
+def usr1_pending(pid: int) -> bool:
+    return bool(pending_signals(pid) & (1 << (signal.SIGUSR1 - 1)))
+
+
+def test_update_signals_the_updater_only_when_it_is_behind(shim_home: Home, tmp_path: Path) -> None:
+    shim_home.env["CODEXD_CHANNEL"] = str(fake_channel(tmp_path, "exit 0\n"))
+    shim_home.ok("bootstrap")
+    pid = updater_ready(shim_home, starts=1)
+    os.kill(pid, signal.SIGSTOP)  # signals stay pending, to be seen
+    try:
+        assert shim_home.ok("update")["status"] == "noUpdate"
+        assert not usr1_pending(pid)  # on the managed binary already: no second pass
+
+        move_managed_binary(shim_home, "moved")
+        shim_home.ok("update", "--yes")
+        assert usr1_pending(pid)  # behind: it follows at once
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert updater_ready(shim_home, starts=2) == pid
