@@ -16,6 +16,7 @@ from supervisor.doctor_checks import INSTALL_REMEDY, Verdict, fail, ok, warning
 from supervisor.doctor_facts import SocketFacts, SourceFacts, dir_details
 from supervisor.locks import LockHolder
 from supervisor.private_dir import SOCKET_DIR, DirVerdict, judge_dir, refusal
+from supervisor.procfs import count_processes
 from supervisor.status import AppServerSection, ReleaseSection, UpdaterSection
 from supervisor.status_facts import SocketProbe
 from supervisor.status_hints import INSTALL_COMMAND, bootstrap_command
@@ -162,7 +163,7 @@ def check_keeper(
             f"{managed.release or managed.path}",
             "`codexd restart` moves it onto the managed release"
             + (
-                f" (ending the {app.busy_processes} processes below it)"
+                f" (ending the {count_processes(app.busy_processes)} below it)"
                 if app.busy_processes
                 else ""
             ),

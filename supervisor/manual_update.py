@@ -22,6 +22,7 @@ from supervisor.installer import current_source, installer_command, installer_en
 from supervisor.lifecycle import Daemon
 from supervisor.managed import require_managed_binary
 from supervisor.paths import lock_path_for
+from supervisor.procfs import count_processes
 from supervisor.standalone import current_release, previous_release
 from supervisor.timestamps import timestamp
 from supervisor.update_pass import (
@@ -105,7 +106,7 @@ def update_message(
         )
     if outcome is RefreshOutcome.DEFERRED:
         return status, (
-            f"Installed {release}; the app-server is busy ({busy} processes below it) and "
+            f"Installed {release}; the app-server is busy ({count_processes(busy)} below it) and "
             "keeps running the previous release: rerun with --yes to restart it now, or let "
             "the updater restart it once it is idle."
         )

@@ -214,3 +214,8 @@ def owner_uid(pid: int) -> int | None:
         return os.stat(f"/proc/{pid}").st_uid
     except OSError:
         return None
+
+
+def count_processes(count: int) -> str:
+    """`1 process`, `3 processes`: for messages."""
+    return f"{count} process" if count == 1 else f"{count} processes"

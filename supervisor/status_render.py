@@ -9,6 +9,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from supervisor.decisions import WorkerState
+from supervisor.procfs import count_processes
 from supervisor.status import StatusReport, WorkerSection
 from supervisor.status_facts import LOW_DISK_WARNING_BYTES, DiskSection
 from supervisor.timestamps import UTC, parse_timestamp
@@ -109,7 +110,7 @@ def pass_summary(last_pass: PassRecord | None, outcome: PassOutcome) -> str:
         return f"{outcome.value}: installer {installer}{detail}"
     if outcome is PassOutcome.DEFERRED:
         return (
-            f"update deferred: app-server busy ({last_pass.busy_processes} processes) "
+            f"update deferred: app-server busy ({count_processes(last_pass.busy_processes or 0)}) "
             f"since {last_pass.deferred_since}"
         )
     app_server = "-" if last_pass.app_server is None else last_pass.app_server.value
@@ -167,7 +168,7 @@ def _app_server_rows(report: StatusReport) -> list[Row]:
             Row("digest", _short_digest(record.executable_digest)),
         ]
         if app.busy_processes:
-            rows.append(Row("busy", f"{app.busy_processes} processes below the app-server"))
+            rows.append(Row("busy", f"{count_processes(app.busy_processes)} below the app-server"))
     if keeper is not None:
         rows.append(Row("restarts", str(keeper.restarts)))
         if keeper.last_exit is not None:

@@ -345,3 +345,12 @@ def test_status_names_who_holds_daemon_lock(home: Home, tmp_path: Path) -> None:
     cli.kill()
     cli.communicate()
     assert home.ok("status", "--json")["daemonLock"] == {"held": False, "holders": []}
+
+
+@pytest.mark.parametrize(
+    ("count", "said"), [(0, "0 processes"), (1, "1 process"), (2, "2 processes")]
+)
+def test_process_counts_read_as_english(count: int, said: str) -> None:
+    from supervisor.procfs import count_processes
+
+    assert count_processes(count) == said

@@ -106,7 +106,7 @@ def test_update_leaves_a_busy_app_server_on_its_release_unless_told(
     assert passed is not None and passed["appServer"] == "deferred"
     assert passed["busyProcesses"] == 1
     summary = installed.run("status").stdout
-    assert "update deferred: app-server busy (1 processes) since" in summary
+    assert "update deferred: app-server busy (1 process) since" in summary
 
     forced = installed.ok("update", "--yes")
     assert forced["appServerRestarted"] is True

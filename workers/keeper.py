@@ -43,7 +43,7 @@ from supervisor.pidrecord import (
     write_record,
 )
 from supervisor.prctl import set_child_subreaper
-from supervisor.procfs import descendants, open_fds_of
+from supervisor.procfs import count_processes, descendants, open_fds_of
 from supervisor.signals import SignalInbox, signal_name
 from supervisor.state_read import StateFileError
 from supervisor.supervision import (
@@ -214,7 +214,7 @@ class Keeper:
         busy = len(self.app_server_descendants())
         return (
             f"state {self.state.value}, app-server pid {self.child_pid}, "
-            f"{self.restarts} restarts, {busy} processes below the app-server"
+            f"{self.restarts} restarts, {count_processes(busy)} below the app-server"
         )
 
     def reap(self) -> None:
@@ -390,7 +390,7 @@ class Keeper:
         left = self.app_server_descendants()
         if not left:
             return
-        log(f"ending {len(left)} processes left by the app-server: {left}")
+        log(f"ending {count_processes(len(left))} left by the app-server: {left}")
         for pid in left:
             signal_process(pid, signal.SIGTERM)
         pause_point("keeper-ending")
