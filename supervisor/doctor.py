@@ -36,7 +36,6 @@ from supervisor.doctor_checks import (
     check_codexd_command,
     check_disk,
     check_home,
-    check_logs,
     check_managed_install,
     check_persistence,
     check_settings,
@@ -50,8 +49,8 @@ from supervisor.doctor_facts import (
     gather_install,
     gather_socket,
     gather_sources,
-    scan_log,
 )
+from supervisor.doctor_logs import check_logs, scan_log
 from supervisor.errors import DaemonError
 from supervisor.logs import worker_logs
 from supervisor.paths import HomePaths

@@ -12,12 +12,10 @@ from typing import Any
 
 from supervisor import config
 from supervisor.doctor_facts import (
-    LOG_LINES_SCANNED,
     ClockFacts,
     CommandFacts,
     DirCheck,
     InstallFacts,
-    LogScan,
     dir_details,
 )
 from supervisor.private_dir import HOME, STATE_DIR, DirVerdict, judge_dir, refusal
@@ -282,42 +280,6 @@ def check_disk(disk: DiskSection | None) -> Verdict:
             details,
         )
     return ok(f"{free} free under {disk.path}; {takes}", details)
-
-
-SUMMARY_LINE_CHARS = 160
-
-
-def _cut(line: str) -> str:
-    return line if len(line) <= SUMMARY_LINE_CHARS else line[: SUMMARY_LINE_CHARS - 3] + "..."
-
-
-def check_logs(scans: list[LogScan]) -> Verdict:
-    """Errors among the last lines of each worker log."""
-    details = {
-        scan.name: {
-            "path": str(scan.path),
-            "linesScanned": scan.lines,
-            "errorLines": scan.errors,
-            "latest": scan.latest,
-            **({"error": scan.error} if scan.error else {}),
-        }
-        for scan in scans
-    }
-    noisy = [scan for scan in scans if scan.errors]
-    unreadable = [scan for scan in scans if scan.error]
-    if noisy or unreadable:
-        found = [
-            f"{scan.path.name}: {scan.errors} of the last {scan.lines} lines report errors, "
-            f"the latest: {_cut(scan.latest or '')}"
-            for scan in noisy
-        ]
-        found += [scan.error for scan in unreadable if scan.error]
-        first = (noisy or unreadable)[0]
-        return warning(
-            "; ".join(found), f"`codexd logs {first.name} -n {LOG_LINES_SCANNED}`", details
-        )
-    names = ", ".join(scan.path.name for scan in scans)
-    return ok(f"no errors in the last {LOG_LINES_SCANNED} lines of {names}", details)
 
 
 def check_clock(clock: ClockFacts) -> Verdict:

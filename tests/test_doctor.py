@@ -22,6 +22,7 @@ from supervisor.doctor_checks import CheckStatus, Verdict
 from supervisor.doctor_render import doctor_lines, fancy_output
 from supervisor.front import render_bin_command
 from tests.conftest import CODEXD, Home, is_gone, wait_for
+from tests.test_doctor_logs import CODEX_BUBBLEWRAP_LINE
 from tests.test_keeper import FAST, SETTLE_SECONDS, install_binary
 
 CHECK_IDS = {
@@ -179,6 +180,28 @@ def test_a_home_that_is_not_a_directory_is_the_only_check(bare_home: Home, tmp_p
     home = report["checks"]["home"]
     assert home["status"] == "fail" and "not a directory" in home["summary"]
     assert "CODEX_HOME" in home["remediation"]
+
+
+def test_a_message_codex_handled_is_no_error_and_no_colour_code_is_quoted(home: Home) -> None:
+    log = home.paths.app_server_log
+    log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    log.write_text(f"codexd keeper[7]: launched app-server pid 8\n{CODEX_BUBBLEWRAP_LINE}\n")
+    _, report = doctor_json(home)
+    check = report["checks"]["logs.errors"]
+    assert check["status"] == "ok", check
+    assert check["details"]["app-server"]["handledByCodex"] == 1
+
+    with log.open("a") as out:
+        out.write("\x1b[2m2026-11-26T00:33:01Z\x1b[0m \x1b[31mERROR\x1b[0m codex_core: boom\n")
+    _, report = doctor_json(home)
+    check = report["checks"]["logs.errors"]
+    assert check["status"] == "warning" and "1 of the last 3 lines" in check["summary"]
+    assert check["details"]["app-server"]["latest"] == "2026-11-26T00:33:01Z ERROR codex_core: boom"
+    as_json = home.run("doctor", "--json").stdout
+    assert "\\u001b" not in as_json and "\x1b" not in as_json
+    piped = home.run("doctor").stdout
+    assert "[!!] logs.errors" in piped and "ERROR codex_core: boom" in piped
+    assert "\x1b" not in piped
 
 
 def test_a_crash_loop_fails_naming_codexd_start(home: Home) -> None:
