@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from supervisor import config
@@ -18,7 +19,15 @@ from supervisor.doctor_facts import (
     InstallFacts,
     dir_details,
 )
-from supervisor.private_dir import HOME, STATE_DIR, DirVerdict, judge_dir, refusal
+from supervisor.private_dir import (
+    HOME,
+    STATE_DIR,
+    DirFacts,
+    DirRule,
+    DirVerdict,
+    judge_dir,
+    refusal,
+)
 from supervisor.status import (
     ReleaseSection,
     SettingsSection,
@@ -80,6 +89,21 @@ CLOCK_SLACK_SECONDS = 5.0
 _DIR_KEYS = {HOME.what: "home", STATE_DIR.what: "stateDir"}
 
 
+def refused_dir(
+    path: Path, verdict: DirVerdict, facts: DirFacts | None, rule: DirRule, details: dict[str, Any]
+) -> Verdict:
+    """The failure for a directory codexd will not use. A file where the directory
+    should be is no question of ownership: it says so, and that it must go."""
+    if verdict is not DirVerdict.NOT_A_DIRECTORY:
+        return fail(refusal(path, verdict, facts, rule), rule.foreign_fix, details)
+    remedy = (
+        f"point CODEX_HOME at a directory, or remove or rename the file {path}"
+        if rule is HOME
+        else f"remove or rename the file {path}; the next start makes the directory"
+    )
+    return fail(f"{rule.what} {path} is a file, not a directory", remedy, details)
+
+
 def check_home(dirs: list[DirCheck], euid: int) -> Verdict:
     """The home and its state directory are ours and closed to others."""
     details = {
@@ -93,8 +117,7 @@ def check_home(dirs: list[DirCheck], euid: int) -> Verdict:
         if verdict is DirVerdict.MISSING and check.rule is HOME:
             return fail(f"no codex home at {check.path}", INSTALL_REMEDY, details)
         if verdict in (DirVerdict.FOREIGN, DirVerdict.SYMLINK, DirVerdict.NOT_A_DIRECTORY):
-            message = refusal(check.path, verdict, check.facts, check.rule)
-            return fail(message, check.rule.foreign_fix, details)
+            return refused_dir(check.path, verdict, check.facts, check.rule, details)
         if verdict is DirVerdict.LOOSE:
             loose.append(check)
     if loose:

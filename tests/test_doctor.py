@@ -178,8 +178,12 @@ def test_a_home_that_is_not_a_directory_is_the_only_check(bare_home: Home, tmp_p
     status, report = doctor_json(bare_home)
     assert status == 1 and list(report["checks"]) == ["home"]
     home = report["checks"]["home"]
-    assert home["status"] == "fail" and "not a directory" in home["summary"]
-    assert "CODEX_HOME" in home["remediation"]
+    assert (
+        home["status"] == "fail" and f"{not_a_home} is a file, not a directory" in home["summary"]
+    )
+    assert "owner" not in home["remediation"]
+    assert "point CODEX_HOME at a directory" in home["remediation"]
+    assert f"remove or rename the file {not_a_home}" in home["remediation"]
 
 
 def test_a_message_codex_handled_is_no_error_and_no_colour_code_is_quoted(home: Home) -> None:

@@ -84,7 +84,18 @@ def directory(mode: int = 0o700, owner: int = UID, *, kind: str = "dir") -> DirF
         (directory(0o755), directory(0o755), WARNING, ["chmod go-w /h/app-server-daemon"]),
         (directory(0o755, owner=0), directory(), FAIL, ["owned by uid 0", "run codexd as"]),
         (directory(0o755), directory(owner=0), FAIL, ["state directory", "uid 0"]),
-        (directory(kind="file"), None, FAIL, ["not a directory", "CODEX_HOME"]),
+        (
+            directory(kind="file"),
+            None,
+            FAIL,
+            ["/h is a file, not a directory", "point CODEX_HOME at a directory", "rename"],
+        ),
+        (
+            directory(),
+            directory(kind="file"),
+            FAIL,
+            ["/h/app-server-daemon is a file", "remove or rename", "the next start makes"],
+        ),
         (directory(), directory(kind="symlink"), FAIL, ["symlink"]),
     ],
 )
@@ -96,6 +107,16 @@ def test_the_home_check(
         DirCheck(Path("/h/app-server-daemon"), STATE_DIR, state),
     ]
     judged(check_home(dirs, UID), expected, *words)
+
+
+def test_a_file_in_place_of_a_directory_is_no_question_of_ownership() -> None:
+    for home, state in [(directory(kind="file"), None), (directory(), directory(kind="file"))]:
+        dirs = [
+            DirCheck(Path("/h"), HOME, home),
+            DirCheck(Path("/h/app-server-daemon"), STATE_DIR, state),
+        ]
+        verdict = check_home(dirs, UID)
+        assert "owner" not in f"{verdict.summary} {verdict.remediation}"
 
 
 def test_a_home_that_cannot_be_looked_at_fails() -> None:
