@@ -21,9 +21,10 @@ from supervisor.doctor import CheckResult, DoctorReport
 from supervisor.doctor_checks import CheckStatus, Verdict
 from supervisor.doctor_render import doctor_lines, fancy_output
 from supervisor.front import render_bin_command
-from tests.conftest import CODEXD, Home, is_gone, wait_for
+from tests.conftest import CODEXD, Home, is_gone, make_home, wait_for
 from tests.test_doctor_logs import CODEX_BUBBLEWRAP_LINE
 from tests.test_keeper import FAST, SETTLE_SECONDS, install_binary
+from tests.updating import install
 
 CHECK_IDS = {
     "home",
@@ -33,6 +34,7 @@ CHECK_IDS = {
     "appServer.record",
     "appServer.keeper",
     "appServer.socket",
+    "codex.login",
     "updater",
     "updater.source",
     "persistence",
@@ -168,6 +170,44 @@ def test_an_installed_release_has_its_parts_checked(installed: Home) -> None:
     managed = report["checks"]["install.managed"]
     assert status == 1 and managed["status"] == "fail"
     assert str(codexd) in managed["summary"] and "install.sh" in managed["remediation"]
+
+
+def test_remote_control_with_codex_signed_out_warns_with_codex_login(
+    tmp_path: Path, channel: Path
+) -> None:
+    """codex answers `login status` from the home, as codex 0.169.0 does."""
+    codex = tmp_path / "codex"
+    codex.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = --version ]; then echo "codex-cli 0.169.0"; exit 0; fi\n'
+        '[ "$*" = "login status" ] || exit 9\n'
+        'if [ -f "$CODEX_HOME/auth.json" ]; then echo "Logged in using ChatGPT" >&2; exit 0; fi\n'
+        'echo "Not logged in" >&2; exit 1\n'
+    )
+    codex.chmod(0o755)
+    home = make_home(tmp_path / "home")
+    try:
+        home.env.update(CODEXD_BIN_DIR=str(tmp_path / "bin"))
+        install(home, channel, CODEXD_CODEX_SOURCE=f"path:{codex}")
+        _, report = doctor_json(home)
+        login = report["checks"]["codex.login"]
+        assert login["status"] == "ok" and "remote control is off" in login["summary"]
+
+        home.ok("enable-remote-control")
+        _, report = doctor_json(home)
+        login = report["checks"]["codex.login"]
+        assert login["status"] == "warning", login
+        assert "codex is not signed in" in login["summary"]
+        managed = home.paths.managed_binary
+        assert login["remediation"].startswith(f"`CODEX_HOME={home.path} {managed} login`")
+        assert login["details"]["signIn"] == "signedOut"
+
+        (home.path / "auth.json").write_text("{}")
+        _, report = doctor_json(home)
+        login = report["checks"]["codex.login"]
+        assert login["status"] == "ok" and "Logged in using ChatGPT" in login["summary"]
+    finally:
+        home.cleanup()
 
 
 def test_a_home_that_is_not_a_directory_is_the_only_check(bare_home: Home, tmp_path: Path) -> None:
