@@ -3,7 +3,7 @@ needs (with ChatGPT: codex refuses an API key for it).
 
 codex is asked itself, and only when remote control is on: `<codex> login status` in
 this home. It reads config.toml and auth.json (or the keyring config.toml names) and
-uses no network: it answers in 10 to 30 ms, the same with no network at all (`unshare
+uses no network: it answers in 10 to 40 ms, the same with no network at all (`unshare
 -n`). Its one write is what every codex start does: it replaces its helper links under
 <home>/tmp/arg0-linux/. Its answer is read by `sign_in_of`, judged by `check_login`;
 both pure.
