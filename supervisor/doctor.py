@@ -5,7 +5,8 @@ The facts are `status`'s, gathered once by `gather_status`, plus what only a doc
 asks (`doctor_facts`); each check judges them with a pure function (`doctor_checks`,
 `doctor_app_checks`). A check's `durationMs` is the time its own gathering and
 judging took plus that of the status sections it reports on, so the durations add up
-to the whole run. Nothing here writes, signals or uses the network.
+to the whole run. Nothing here writes, signals or uses the network (`codex.login`
+asks codex, which refreshes its own helper links, as every codex start does).
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from supervisor.doctor_checks import (
     check_codexd_command,
     check_disk,
     check_home,
-    check_logs,
     check_managed_install,
     check_persistence,
     check_settings,
@@ -50,11 +50,12 @@ from supervisor.doctor_facts import (
     gather_install,
     gather_socket,
     gather_sources,
-    scan_log,
 )
+from supervisor.doctor_login import check_login, gather_login, login_command
+from supervisor.doctor_logs import check_logs, scan_log
 from supervisor.errors import DaemonError
 from supervisor.logs import worker_logs
-from supervisor.paths import HomePaths
+from supervisor.paths import HomePaths, home_from_environment
 from supervisor.status import StatusReport, gather_status
 from supervisor.timestamps import UTC, timestamp
 
@@ -179,6 +180,16 @@ CHECKS = (
         ("appServer",),
         lambda f: check_socket(
             f.report.app_server, gather_socket(f.paths, f.listener), os.geteuid(), f.start
+        ),
+    ),
+    Check(
+        "codex.login",
+        "app-server",
+        (),
+        lambda f: check_login(
+            gather_login(f.paths, gather_install(f.paths).front, f.remote_control),
+            f.remote_control,
+            login_command(f.paths, Path(home_from_environment({}))),
         ),
     ),
     Check(

@@ -12,10 +12,10 @@ from supervisor import config
 from supervisor.codex_source import SourceError, SourceKind, parse_source
 from supervisor.control_socket import PeerCredentials, Unreachable
 from supervisor.decisions import WorkerState
-from supervisor.doctor_checks import INSTALL_REMEDY, Verdict, fail, ok, warning
+from supervisor.doctor_checks import INSTALL_REMEDY, Verdict, fail, ok, refused_dir, warning
 from supervisor.doctor_facts import SocketFacts, SourceFacts, dir_details
 from supervisor.locks import LockHolder
-from supervisor.private_dir import SOCKET_DIR, DirVerdict, judge_dir, refusal
+from supervisor.private_dir import SOCKET_DIR, DirVerdict, judge_dir
 from supervisor.procfs import count_processes
 from supervisor.status import AppServerSection, ReleaseSection, UpdaterSection
 from supervisor.status_facts import SocketProbe
@@ -224,8 +224,7 @@ def check_socket(app: AppServerSection, socket: SocketFacts, euid: int, start: s
         return fail(directory.error, "check the directory's permissions", details)
     verdict = judge_dir(directory.facts, euid, SOCKET_DIR)
     if verdict in (DirVerdict.FOREIGN, DirVerdict.SYMLINK, DirVerdict.NOT_A_DIRECTORY):
-        message = refusal(directory.path, verdict, directory.facts, SOCKET_DIR)
-        return fail(message, SOCKET_DIR.foreign_fix, details)
+        return refused_dir(directory.path, verdict, directory.facts, SOCKET_DIR, details)
     who = _who(listener, socket.listener_command)
     if seen.version is not None:
         if child is None:

@@ -8,19 +8,26 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from supervisor import config
 from supervisor.doctor_facts import (
-    LOG_LINES_SCANNED,
     ClockFacts,
     CommandFacts,
     DirCheck,
     InstallFacts,
-    LogScan,
     dir_details,
 )
-from supervisor.private_dir import HOME, STATE_DIR, DirVerdict, judge_dir, refusal
+from supervisor.private_dir import (
+    HOME,
+    STATE_DIR,
+    DirFacts,
+    DirRule,
+    DirVerdict,
+    judge_dir,
+    refusal,
+)
 from supervisor.status import (
     ReleaseSection,
     SettingsSection,
@@ -82,6 +89,21 @@ CLOCK_SLACK_SECONDS = 5.0
 _DIR_KEYS = {HOME.what: "home", STATE_DIR.what: "stateDir"}
 
 
+def refused_dir(
+    path: Path, verdict: DirVerdict, facts: DirFacts | None, rule: DirRule, details: dict[str, Any]
+) -> Verdict:
+    """The failure for a directory codexd will not use. A file where the directory
+    should be is no question of ownership: it says so, and that it must go."""
+    if verdict is not DirVerdict.NOT_A_DIRECTORY:
+        return fail(refusal(path, verdict, facts, rule), rule.foreign_fix, details)
+    remedy = (
+        f"point CODEX_HOME at a directory, or remove or rename the file {path}"
+        if rule is HOME
+        else f"remove or rename the file {path}; the next start makes the directory"
+    )
+    return fail(f"{rule.what} {path} is a file, not a directory", remedy, details)
+
+
 def check_home(dirs: list[DirCheck], euid: int) -> Verdict:
     """The home and its state directory are ours and closed to others."""
     details = {
@@ -95,8 +117,7 @@ def check_home(dirs: list[DirCheck], euid: int) -> Verdict:
         if verdict is DirVerdict.MISSING and check.rule is HOME:
             return fail(f"no codex home at {check.path}", INSTALL_REMEDY, details)
         if verdict in (DirVerdict.FOREIGN, DirVerdict.SYMLINK, DirVerdict.NOT_A_DIRECTORY):
-            message = refusal(check.path, verdict, check.facts, check.rule)
-            return fail(message, check.rule.foreign_fix, details)
+            return refused_dir(check.path, verdict, check.facts, check.rule, details)
         if verdict is DirVerdict.LOOSE:
             loose.append(check)
     if loose:
@@ -282,42 +303,6 @@ def check_disk(disk: DiskSection | None) -> Verdict:
             details,
         )
     return ok(f"{free} free under {disk.path}; {takes}", details)
-
-
-SUMMARY_LINE_CHARS = 160
-
-
-def _cut(line: str) -> str:
-    return line if len(line) <= SUMMARY_LINE_CHARS else line[: SUMMARY_LINE_CHARS - 3] + "..."
-
-
-def check_logs(scans: list[LogScan]) -> Verdict:
-    """Errors among the last lines of each worker log."""
-    details = {
-        scan.name: {
-            "path": str(scan.path),
-            "linesScanned": scan.lines,
-            "errorLines": scan.errors,
-            "latest": scan.latest,
-            **({"error": scan.error} if scan.error else {}),
-        }
-        for scan in scans
-    }
-    noisy = [scan for scan in scans if scan.errors]
-    unreadable = [scan for scan in scans if scan.error]
-    if noisy or unreadable:
-        found = [
-            f"{scan.path.name}: {scan.errors} of the last {scan.lines} lines report errors, "
-            f"the latest: {_cut(scan.latest or '')}"
-            for scan in noisy
-        ]
-        found += [scan.error for scan in unreadable if scan.error]
-        first = (noisy or unreadable)[0]
-        return warning(
-            "; ".join(found), f"`codexd logs {first.name} -n {LOG_LINES_SCANNED}`", details
-        )
-    names = ", ".join(scan.path.name for scan in scans)
-    return ok(f"no errors in the last {LOG_LINES_SCANNED} lines of {names}", details)
 
 
 def check_clock(clock: ClockFacts) -> Verdict:

@@ -1,10 +1,10 @@
 """What `doctor` reads beyond `status`: the directories of the home, what the front
 names, the `codexd` command on PATH, the socket's directory and listener, the update
-sources, the logs' recent errors, the boot id and the clock.
+sources, the boot id and the clock (the logs' recent errors: `doctor_logs`).
 
-Each gatherer reads into a small frozen dataclass and judges nothing; the parsers
-(`front_parts`, `error_lines`) are pure. Nothing here writes, signals or uses the
-network: the one process it may start is `npm --version`.
+Each gatherer reads into a small frozen dataclass and judges nothing; the parser
+`front_parts` is pure. Nothing here writes, signals or uses the network: the one
+process it may start is `npm --version`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from supervisor.control_socket import PeerCredentials
 from supervisor.front import render_bin_command
 from supervisor.identity import BOOT_ID_FILE, command_line
 from supervisor.installer import resolve_source
-from supervisor.log_tail import tail_file
 from supervisor.paths import HomePaths
 from supervisor.private_dir import (
     HOME,
@@ -38,7 +37,6 @@ from supervisor.standalone import RELEASE_MARKER, ReleaseSource, layout_of, read
 
 # Far above any front or `codexd` command install.sh writes (under 1 KiB).
 SCRIPT_MAX_BYTES = 64 * 1024
-LOG_LINES_SCANNED = 200
 NPM_VERSION_TIMEOUT_SECONDS = 5.0
 # What install.sh records when no codex source is given and npm is on PATH.
 DEFAULT_NPM_SOURCE = "npm:latest"
@@ -321,39 +319,6 @@ def gather_sources(paths: HomePaths, updater_pid: int | None) -> SourceFacts:
         npm_error=npm_error,
         codex_file_present=file_present,
     )
-
-
-# -- logs ------------------------------------------------------------------------------
-
-_ERROR_LINE = re.compile(r"ERROR|Traceback|\b(?i:cannot|failed)\b")
-
-
-def error_lines(lines: list[str]) -> list[str]:
-    """The lines that report an error: ERROR, a Traceback, `cannot`, `failed`."""
-    return [line for line in lines if _ERROR_LINE.search(line)]
-
-
-@dataclass(frozen=True)
-class LogScan:
-    name: str  # as `codexd logs` takes it
-    path: Path
-    lines: int  # lines looked at (the last LOG_LINES_SCANNED)
-    errors: int
-    latest: str | None  # the last error line
-    error: str | None = None  # the log could not be read
-
-
-def scan_log(name: str, path: Path) -> LogScan:
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return LogScan(name, path, 0, 0, None, f"{path} is not a regular file")
-        lines = tail_file(path, LOG_LINES_SCANNED).decode(errors="replace").splitlines()
-    except FileNotFoundError:
-        return LogScan(name, path, 0, 0, None)
-    except OSError as error:
-        return LogScan(name, path, 0, 0, None, f"cannot read {path}: {error.strerror}")
-    found = error_lines(lines)
-    return LogScan(name, path, len(lines), len(found), found[-1].strip() if found else None)
 
 
 # -- boot id and clock -----------------------------------------------------------------

@@ -21,8 +21,10 @@ from supervisor.doctor import CheckResult, DoctorReport
 from supervisor.doctor_checks import CheckStatus, Verdict
 from supervisor.doctor_render import doctor_lines, fancy_output
 from supervisor.front import render_bin_command
-from tests.conftest import CODEXD, Home, is_gone, wait_for
+from tests.conftest import CODEXD, Home, is_gone, make_home, wait_for
+from tests.test_doctor_logs import CODEX_BUBBLEWRAP_LINE
 from tests.test_keeper import FAST, SETTLE_SECONDS, install_binary
+from tests.updating import install
 
 CHECK_IDS = {
     "home",
@@ -32,6 +34,7 @@ CHECK_IDS = {
     "appServer.record",
     "appServer.keeper",
     "appServer.socket",
+    "codex.login",
     "updater",
     "updater.source",
     "persistence",
@@ -169,6 +172,44 @@ def test_an_installed_release_has_its_parts_checked(installed: Home) -> None:
     assert str(codexd) in managed["summary"] and "install.sh" in managed["remediation"]
 
 
+def test_remote_control_with_codex_signed_out_warns_with_codex_login(
+    tmp_path: Path, channel: Path
+) -> None:
+    """codex answers `login status` from the home, as codex 0.169.0 does."""
+    codex = tmp_path / "codex"
+    codex.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = --version ]; then echo "codex-cli 0.169.0"; exit 0; fi\n'
+        '[ "$*" = "login status" ] || exit 9\n'
+        'if [ -f "$CODEX_HOME/auth.json" ]; then echo "Logged in using ChatGPT" >&2; exit 0; fi\n'
+        'echo "Not logged in" >&2; exit 1\n'
+    )
+    codex.chmod(0o755)
+    home = make_home(tmp_path / "home")
+    try:
+        home.env.update(CODEXD_BIN_DIR=str(tmp_path / "bin"))
+        install(home, channel, CODEXD_CODEX_SOURCE=f"path:{codex}")
+        _, report = doctor_json(home)
+        login = report["checks"]["codex.login"]
+        assert login["status"] == "ok" and "remote control is off" in login["summary"]
+
+        home.ok("enable-remote-control")
+        _, report = doctor_json(home)
+        login = report["checks"]["codex.login"]
+        assert login["status"] == "warning", login
+        assert "codex is not signed in" in login["summary"]
+        managed = home.paths.managed_binary
+        assert login["remediation"].startswith(f"`CODEX_HOME={home.path} {managed} login`")
+        assert login["details"]["signIn"] == "signedOut"
+
+        (home.path / "auth.json").write_text("{}")
+        _, report = doctor_json(home)
+        login = report["checks"]["codex.login"]
+        assert login["status"] == "ok" and "Logged in using ChatGPT" in login["summary"]
+    finally:
+        home.cleanup()
+
+
 def test_a_home_that_is_not_a_directory_is_the_only_check(bare_home: Home, tmp_path: Path) -> None:
     """Nothing under a home that is not ours to trust is read."""
     not_a_home = tmp_path / "file"
@@ -177,8 +218,34 @@ def test_a_home_that_is_not_a_directory_is_the_only_check(bare_home: Home, tmp_p
     status, report = doctor_json(bare_home)
     assert status == 1 and list(report["checks"]) == ["home"]
     home = report["checks"]["home"]
-    assert home["status"] == "fail" and "not a directory" in home["summary"]
-    assert "CODEX_HOME" in home["remediation"]
+    assert (
+        home["status"] == "fail" and f"{not_a_home} is a file, not a directory" in home["summary"]
+    )
+    assert "owner" not in home["remediation"]
+    assert "point CODEX_HOME at a directory" in home["remediation"]
+    assert f"remove or rename the file {not_a_home}" in home["remediation"]
+
+
+def test_a_message_codex_handled_is_no_error_and_no_colour_code_is_quoted(home: Home) -> None:
+    log = home.paths.app_server_log
+    log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    log.write_text(f"codexd keeper[7]: launched app-server pid 8\n{CODEX_BUBBLEWRAP_LINE}\n")
+    _, report = doctor_json(home)
+    check = report["checks"]["logs.errors"]
+    assert check["status"] == "ok", check
+    assert check["details"]["app-server"]["handledByCodex"] == 1
+
+    with log.open("a") as out:
+        out.write("\x1b[2m2026-11-26T00:33:01Z\x1b[0m \x1b[31mERROR\x1b[0m codex_core: boom\n")
+    _, report = doctor_json(home)
+    check = report["checks"]["logs.errors"]
+    assert check["status"] == "warning" and "1 of the last 3 lines" in check["summary"]
+    assert check["details"]["app-server"]["latest"] == "2026-11-26T00:33:01Z ERROR codex_core: boom"
+    as_json = home.run("doctor", "--json").stdout
+    assert "\\u001b" not in as_json and "\x1b" not in as_json
+    piped = home.run("doctor").stdout
+    assert "[!!] logs.errors" in piped and "ERROR codex_core: boom" in piped
+    assert "\x1b" not in piped
 
 
 def test_a_crash_loop_fails_naming_codexd_start(home: Home) -> None:

@@ -230,6 +230,9 @@ LOOSE = replace(
 FOREIGN = replace(
     SOCKET_FACTS, directory=DirCheck(SOCKET.parent, SOCKET_DIR, DirFacts(True, False, 0, 0o755))
 )
+A_FILE = replace(
+    SOCKET_FACTS, directory=DirCheck(SOCKET.parent, SOCKET_DIR, DirFacts(False, False, UID, 0o600))
+)
 
 
 @pytest.mark.parametrize(
@@ -256,6 +259,7 @@ FOREIGN = replace(
         ),
         (app(), LOOSE, WARNING, ["writable by others", "chmod go-w"]),
         (app(), FOREIGN, FAIL, ["owned by uid 0", "refusing"]),
+        (app(), A_FILE, FAIL, ["is a file, not a directory", "remove or rename"]),
         (quiet(WorkerState.NOT_RUNNING), SOCKET_FACTS, WARNING, ["nothing listens", START]),
         (
             app(answering=None, listener=None, unreachable=Unreachable.NOT_LISTENING),

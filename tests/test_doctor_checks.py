@@ -17,7 +17,6 @@ from supervisor.doctor_checks import (
     check_codexd_command,
     check_disk,
     check_home,
-    check_logs,
     check_managed_install,
     check_persistence,
     check_settings,
@@ -29,8 +28,6 @@ from supervisor.doctor_facts import (
     DirCheck,
     FrontParts,
     InstallFacts,
-    LogScan,
-    error_lines,
     front_parts,
 )
 from supervisor.front import CodexdPart, CodexPart, Release, render_bin_command, render_front
@@ -87,7 +84,18 @@ def directory(mode: int = 0o700, owner: int = UID, *, kind: str = "dir") -> DirF
         (directory(0o755), directory(0o755), WARNING, ["chmod go-w /h/app-server-daemon"]),
         (directory(0o755, owner=0), directory(), FAIL, ["owned by uid 0", "run codexd as"]),
         (directory(0o755), directory(owner=0), FAIL, ["state directory", "uid 0"]),
-        (directory(kind="file"), None, FAIL, ["not a directory", "CODEX_HOME"]),
+        (
+            directory(kind="file"),
+            None,
+            FAIL,
+            ["/h is a file, not a directory", "point CODEX_HOME at a directory", "rename"],
+        ),
+        (
+            directory(),
+            directory(kind="file"),
+            FAIL,
+            ["/h/app-server-daemon is a file", "remove or rename", "the next start makes"],
+        ),
         (directory(), directory(kind="symlink"), FAIL, ["symlink"]),
     ],
 )
@@ -99,6 +107,16 @@ def test_the_home_check(
         DirCheck(Path("/h/app-server-daemon"), STATE_DIR, state),
     ]
     judged(check_home(dirs, UID), expected, *words)
+
+
+def test_a_file_in_place_of_a_directory_is_no_question_of_ownership() -> None:
+    for home, state in [(directory(kind="file"), None), (directory(), directory(kind="file"))]:
+        dirs = [
+            DirCheck(Path("/h"), HOME, home),
+            DirCheck(Path("/h/app-server-daemon"), STATE_DIR, state),
+        ]
+        verdict = check_home(dirs, UID)
+        assert "owner" not in f"{verdict.summary} {verdict.remediation}"
 
 
 def test_a_home_that_cannot_be_looked_at_fails() -> None:
@@ -290,66 +308,6 @@ def test_the_disk_check(
 
 def test_the_disk_check_without_facts_warns() -> None:
     judged(check_disk(None), WARNING)
-
-
-@pytest.mark.parametrize(
-    ("lines", "expected"),
-    [
-        (["launched app-server pid 7", "app-server pid 7 answers"], []),
-        (["ERROR codex: boom"], ["ERROR codex: boom"]),
-        (
-            ["Traceback (most recent call last):", "  File x"],
-            ["Traceback (most recent call last):"],
-        ),
-        (
-            ["installer failed: exit status 2", "Failed to refresh"],
-            ["installer failed: exit status 2", "Failed to refresh"],
-        ),
-        (["cannot bind: in use", "Cannot read"], ["cannot bind: in use", "Cannot read"]),
-        (["an error", "3 failures within 120 s", "error: none", "unfailed"], []),
-    ],
-)
-def test_error_lines_are_those_that_report_an_error(lines: list[str], expected: list[str]) -> None:
-    assert error_lines(lines) == expected
-
-
-APP_LOG = LogScan("app-server", Path("/h/s/app-server.log"), 120, 0, None)
-UPDATER_LOG = LogScan("updater", Path("/h/s/app-server-updater.log"), 40, 0, None)
-
-
-@pytest.mark.parametrize(
-    ("app", "updater", "expected", "words"),
-    [
-        ({}, {}, OK, ["no errors in the last 200 lines of app-server.log, app-server-updater.log"]),
-        ({"lines": 0}, {"lines": 0}, OK, []),  # no logs yet
-        (
-            {},
-            {"errors": 2, "latest": "installer failed: exit 1"},
-            WARNING,
-            [
-                "app-server-updater.log: 2 of the last 40",
-                "installer failed: exit 1",
-                "`codexd logs updater -n 200`",
-            ],
-        ),
-        (
-            {"errors": 1, "latest": "ERROR x"},
-            {"errors": 1, "latest": "cannot y"},
-            WARNING,
-            ["ERROR x", "cannot y", "`codexd logs app-server -n 200`"],
-        ),
-        (
-            {"error": "/h/s/app-server.log is not a regular file"},
-            {},
-            WARNING,
-            ["not a regular file"],
-        ),
-    ],
-)
-def test_the_logs_check(
-    app: dict[str, Any], updater: dict[str, Any], expected: CheckStatus, words: list[str]
-) -> None:
-    judged(check_logs([replace(APP_LOG, **app), replace(UPDATER_LOG, **updater)]), expected, *words)
 
 
 NOW = 1_800_000_000.0
