@@ -105,6 +105,24 @@ print(os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
 	}
 }
 
+# check_codex_source DIR: CODEXD_CODEX_SOURCE's syntax, with the parser of the codexd in
+# DIR, so that a typo fails before a build (a codexd without the parser: not checked here,
+# the installer checks it).
+check_codex_source() {
+	[ -n "${CODEXD_CODEX_SOURCE:-}" ] || return 0
+	# shellcheck disable=SC2016 # Python, not sh
+	"$python" -I -S -c 'import sys
+sys.path.insert(0, sys.argv[1])
+try:
+    from supervisor.codex_source import SourceError, parse_source
+except ImportError:
+    sys.exit(0)
+try:
+    parse_source(sys.argv[2])
+except SourceError as error:
+    sys.exit("install.sh: error: CODEXD_CODEX_SOURCE: %s" % error)' "$1" "$CODEXD_CODEX_SOURCE" || exit 1
+}
+
 # is_checkout DIR: a codexd checkout install.sh can build a release from.
 is_checkout() { [ -f "$1/release/publish.py" ] && [ -d "$1/supervisor" ]; }
 
@@ -155,6 +173,7 @@ if [ "$source_kind" = checkout ]; then
 	else
 		say "building codexd from $source_location (not a git checkout: its files as they are)"
 	fi
+	check_codex_source "$build_dir"
 	"$python" "$build_dir/release/publish.py" --channel "$tmp/channel" >"$tmp/built" ||
 		die "building a release from $source_location failed (see above)"
 	channel=$tmp/channel

@@ -19,6 +19,7 @@ the benchmark fetch their real codex with it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -43,6 +44,9 @@ CHUNK_BYTES = 1 << 20
 # after `npm:` is a dist-tag.
 _VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.]+)?")
 _DIST_TAG = re.compile(r"[A-Za-z][A-Za-z0-9._-]*")
+# What `codex --version` prints: `codex-cli 0.169.0`, a name that starts with codex and
+# a version of digits and dots with an optional pre-release suffix.
+_VERSION_WORD = re.compile(r"[0-9]+(?:\.[0-9]+)+(?:-[0-9A-Za-z.]+)?")
 
 # platform.machine() -> (npm platform suffix, Rust target triple), as codex's own
 # bin/codex.js maps process.arch.
@@ -164,6 +168,38 @@ def tree_integrity(root: Path) -> str:
 # -- npm ------------------------------------------------------------------------------
 
 
+class NpmFailure(SourceError):
+    """npm exited non-zero; `code` is npm's error code (`E404`) when it printed one."""
+
+    def __init__(self, code: str | None, message: str, summary: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.summary = summary
+
+
+_NPM_ERROR_CODE = re.compile(r"^npm (?:error|ERR!) code (\S+)", re.MULTILINE)
+
+
+def npm_failure(stdout: str, stderr: str) -> tuple[str | None, str]:
+    """npm's error code and one-line summary from what a failed `npm ... --json`
+    printed: the JSON error object on stdout when there is one, else the `npm error`
+    lines on stderr (pure)."""
+    code: str | None = None
+    summary = ""
+    with contextlib.suppress(ValueError, LookupError, TypeError, AttributeError):
+        error = json.loads(stdout)["error"]
+        code = str(error["code"]) if error.get("code") else None
+        summary = first_line(str(error.get("summary") or ""))
+    if code is None and (found := _NPM_ERROR_CODE.search(stderr)):
+        code = found[1]
+    if not summary:
+        lines = [line for line in (stderr + "\n" + stdout).splitlines() if line.strip()]
+        told = [line for line in lines if not _NPM_ERROR_CODE.match(line)] or lines
+        summary = first_line(told[0]) if told else "no output"
+    summary = re.sub(r"^npm (?:error|ERR!) ", "", summary)
+    return code, summary
+
+
 @dataclass(frozen=True)
 class Npm:
     """The npm client, as the user configured it; run in `workdir` (no project config)."""
@@ -177,6 +213,8 @@ class Npm:
         return None if found is None else cls(found, workdir)
 
     def run(self, args: list[str], what: str, timeout: float) -> str:
+        """npm's stdout; NpmFailure, one line, when it fails (its full output is what
+        running the same `npm` command by hand shows)."""
         try:
             completed = subprocess.run(
                 [self.executable, *args],
@@ -190,14 +228,24 @@ class Npm:
         except (OSError, subprocess.SubprocessError) as error:
             raise SourceError(f"{what}: npm {' '.join(args)}: {error}") from error
         if completed.returncode != 0:
-            tail = (completed.stdout + completed.stderr).strip()[-OUTPUT_TAIL_CHARS:]
-            raise SourceError(f"{what}: npm {' '.join(args)} exited {completed.returncode}: {tail}")
+            code, summary = npm_failure(completed.stdout, completed.stderr)
+            raise NpmFailure(
+                code,
+                f"{what}: `npm {' '.join(args)}` exited {completed.returncode}"
+                + (f" ({code}: {summary})" if code else f": {summary}"),
+                summary,
+            )
         return completed.stdout
 
     def view(self, spec: str, field: str) -> str | None:
         """One field of `npm view`; None when the registry has no such field."""
         what = f"asking npm for {spec} {field}"
-        output = self.run(["view", spec, field, "--json"], what, NPM_VIEW_TIMEOUT_SECONDS)
+        try:
+            output = self.run(["view", spec, field, "--json"], what, NPM_VIEW_TIMEOUT_SECONDS)
+        except NpmFailure as failure:
+            if failure.code == "E404":
+                raise SourceError(f"npm has no {spec} (E404: {failure.summary})") from failure
+            raise
         if not output.strip():
             return None
         try:
@@ -211,8 +259,12 @@ class Npm:
         if is_version(spec):
             return spec
         version = self.view(NPM_PACKAGE, f"dist-tags.{spec}")
-        if version is None or not is_version(version):
-            raise SourceError(f"npm lists no dist-tag {spec!r} for {NPM_PACKAGE} (got {version!r})")
+        if version is None:
+            raise SourceError(f"npm lists no dist-tag {spec!r} for {NPM_PACKAGE}")
+        if not is_version(version):
+            raise SourceError(
+                f"npm's dist-tag {spec!r} for {NPM_PACKAGE} names {version!r}, not a version"
+            )
         return version
 
     def integrity(self, package: str) -> str:
@@ -325,8 +377,19 @@ def copy_payload(binary: Path, destination: Path) -> str:
     return tree_integrity(destination)
 
 
+def codex_version_of(output: str) -> str | None:
+    """The version in what `codex --version` printed (`codex-cli 0.169.0`); None when
+    the first line is not `codex<...> <version>`, as `true (GNU coreutils) 9.1` is not."""
+    lines = output.strip().splitlines()
+    words = lines[0].split() if lines else []
+    if len(words) != 2 or not words[0].startswith("codex"):
+        return None
+    return words[1] if _VERSION_WORD.fullmatch(words[1]) else None
+
+
 def binary_version(binary: Path) -> str:
-    """The second word of `<binary> --version`."""
+    """The codex version `<binary> --version` reports; SourceError when it does not say
+    one, so that no other program is ever installed as codex."""
     try:
         completed = subprocess.run(
             [str(binary), "--version"],
@@ -338,13 +401,20 @@ def binary_version(binary: Path) -> str:
         )
     except (OSError, subprocess.SubprocessError) as error:
         raise SourceError(f"{binary} --version: {error}") from error
-    words = completed.stdout.split()
-    if completed.returncode != 0 or len(words) < 2:
-        tail = (completed.stdout + completed.stderr).strip()[-OUTPUT_TAIL_CHARS:]
+    version = codex_version_of(completed.stdout)
+    if completed.returncode != 0 or version is None:
+        said = first_line(completed.stdout) or first_line(completed.stderr)
+        status = "" if completed.returncode == 0 else f" (exit {completed.returncode})"
         raise SourceError(
-            f"{binary} --version exited {completed.returncode} without '<name> <version>': {tail}"
+            f"{binary} is not codex: `{binary} --version` says {said!r}{status}, "
+            "not `codex-cli <version>`"
         )
-    return words[1]
+    return version
+
+
+def first_line(text: str, limit: int = 200) -> str:
+    lines = text.strip().splitlines()
+    return lines[0].strip()[:limit] if lines else ""
 
 
 def fetch_npm_payload(

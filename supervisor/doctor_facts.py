@@ -33,6 +33,9 @@ from supervisor.private_dir import (
     DirFacts,
     DirRule,
 )
+from supervisor.release_parts import FrontParts as FrontParts  # doctor and its tests
+from supervisor.release_parts import front_parts as front_parts
+from supervisor.release_parts import missing_parts
 from supervisor.standalone import RELEASE_MARKER, ReleaseSource, layout_of, read_line, read_marker
 
 # Far above any front or `codexd` command install.sh writes (under 1 KiB).
@@ -89,38 +92,6 @@ def gather_home_dirs(paths: HomePaths) -> list[DirCheck]:
 
 
 @dataclass(frozen=True)
-class FrontParts:
-    """What a release's front runs, as its text says (paths relative to packages/)."""
-
-    python: str
-    codexd: str  # codexd/<release>
-    codex: str | None  # codex/<version>-<12 hex>/bin/codex; None: the reference app-server
-
-
-_FRONT_HEADER = "# The managed binary, written by install.sh"
-_RUN_CODEXD = re.compile(
-    r"exec '(?P<python>(?:[^']|'\\'')*)' -I -S "
-    r'"\$p/(?P<codexd>codexd/[A-Za-z0-9._-]+)(?:/__main__\.py)?" "\$@"'
-)
-_RUN_CODEX = re.compile(r'^exec "\$p/(?P<codex>codex/[A-Za-z0-9._/-]+)" "\$@"$', re.MULTILINE)
-
-
-def front_parts(text: str) -> FrontParts | None:
-    """The parts a front names; None when `text` is not a front install.sh wrote."""
-    if _FRONT_HEADER not in text:
-        return None
-    run_codexd = _RUN_CODEXD.search(text)
-    if run_codexd is None:
-        return None
-    run_codex = _RUN_CODEX.search(text)
-    return FrontParts(
-        python=run_codexd["python"].replace("'\\''", "'"),
-        codexd=run_codexd["codexd"],
-        codex=None if run_codex is None else run_codex["codex"],
-    )
-
-
-@dataclass(frozen=True)
 class InstallFacts:
     managed_binary: Path
     current_target: str | None  # what `current` points at; None: no symlink
@@ -152,22 +123,13 @@ def gather_install(paths: HomePaths) -> InstallFacts:
     executable = resolved.is_file() and os.access(resolved, os.X_OK)
     text = _read_small(managed) if executable else None
     front = None if text is None else front_parts(text)
-    missing: list[str] = []
-    if front is not None:
-        wanted = [(layout.packages / front.codexd, "dir"), (Path(front.python), "exe")]
-        if front.codex is not None:
-            wanted.append((layout.packages / front.codex, "exe"))
-        for path, kind in wanted:
-            present = path.is_dir() if kind == "dir" else path.is_file()
-            if not present or (kind == "exe" and not os.access(path, os.X_OK)):
-                missing.append(str(path))
     return InstallFacts(
         managed_binary=managed,
         current_target=target,
         executable=executable,
         marker=read_marker(managed.parent / RELEASE_MARKER),
         front=front,
-        missing_parts=tuple(missing),
+        missing_parts=() if front is None else missing_parts(layout.packages, front),
     )
 
 

@@ -45,6 +45,7 @@ from supervisor.release_dir import (
     stage_release,
     write_record,
 )
+from supervisor.release_parts import front_parts, missing_parts
 from supervisor.standalone import (
     RELEASE_MARKER,
     Layout,
@@ -61,6 +62,7 @@ from supervisor.stores import (
     codexd_installed,
     install_codex,
     install_codexd,
+    pid_alive,
     plan_codex,
     prune,
     remove,
@@ -150,21 +152,28 @@ def install_lock(layout: Layout) -> Iterator[None]:
         os.close(fd)
 
 
-def choose_codex_source(
-    layout: Layout, environ: dict[str, str], npm: Npm | None
-) -> tuple[CodexSource, bool]:
-    """The codex source and whether to record it: the environment's, else the recorded
-    one, else npm:latest when npm is there, else the reference app-server, unrecorded,
-    so that a later install with npm on PATH moves to the real codex."""
+def configured_source(layout: Layout, environ: dict[str, str]) -> CodexSource | None:
+    """The codex source the environment names, else the one the last install recorded,
+    parsed; None when neither names one. A typo fails here, before anything is fetched
+    or built."""
     text = environ.get(CODEX_SOURCE_ENV) or read_line(layout.record("codex-source"))
-    if text:
-        try:
-            return parse_source(text), True
-        except SourceError as error:
-            where = (
-                CODEX_SOURCE_ENV if environ.get(CODEX_SOURCE_ENV) else layout.record("codex-source")
-            )
-            raise InstallError(f"{where}: {error}") from error
+    if not text:
+        return None
+    try:
+        return parse_source(text)
+    except SourceError as error:
+        where = CODEX_SOURCE_ENV if environ.get(CODEX_SOURCE_ENV) else layout.record("codex-source")
+        raise InstallError(f"{where}: {error}") from error
+
+
+def choose_codex_source(
+    configured: CodexSource | None, npm: Npm | None
+) -> tuple[CodexSource, bool]:
+    """The codex source and whether to record it: the configured one, else npm:latest
+    when npm is there, else the reference app-server, unrecorded, so that a later
+    install with npm on PATH moves to the real codex."""
+    if configured is not None:
+        return configured, True
     if npm is not None:
         return parse_source(DEFAULT_NPM_SOURCE), True
     say(
@@ -197,7 +206,7 @@ def plan_release(
     options: Options, layout: Layout, environ: dict[str, str], codexd: CodexdPart, python: str
 ) -> Plan:
     npm = Npm.find(options.scratch)
-    source, record_source = choose_codex_source(layout, environ, npm)
+    source, record_source = choose_codex_source(configured_source(layout, environ), npm)
     codex = plan_codex(layout, source, npm)
     release = Release(python, layout.packages, codexd, None if codex is None else codex.part)
     front = render_front(release)
@@ -219,8 +228,17 @@ def build_release(plan: Plan, layout: Layout, options: Options, current: str | N
             made.append(install_codexd(layout, codexd, options.artifact, plan.release.python))
         if plan.codex is not None and plan.codex.fetch is not None:
             version = plan.codex.part.version
-            say(f"fetching codex {version} from {plan.source} into {layout.codex_store}")
-            made.append(install_codex(layout, plan.codex))
+            if plan.codex.missing is None:
+                say(f"fetching codex {version} from {plan.source} into {layout.codex_store}")
+                made.append(install_codex(layout, plan.codex))
+            else:
+                # A damaged entry a release names: its replacement is kept whatever
+                # happens next, being no worse than what was there.
+                say(
+                    f"codex {version} in {layout.codex_store} is incomplete (missing "
+                    f"{plan.codex.missing}): fetching it again from {plan.source}"
+                )
+                install_codex(layout, plan.codex)
         launcher = render_codexd_launcher(plan.release)
         stage_release(layout, plan.name, plan.front, launcher, plan.release, current, options.force)
     except BaseException:
@@ -231,6 +249,7 @@ def build_release(plan: Plan, layout: Layout, options: Options, current: str | N
 
 def install(options: Options, environ: dict[str, str]) -> None:
     layout = Layout(options.home)
+    configured_source(layout, environ)  # a typo in the source fails before anything else
     python = os.path.realpath(sys.executable)
     check_interpreter(options.artifact, options.release, python)
     codexd = codexd_part(options.artifact, options.release, options.sha256)
@@ -242,7 +261,8 @@ def install(options: Options, environ: dict[str, str]) -> None:
         refuse_foreign(layout, options.force)
         current = codexd_current_release(layout)
         plan = plan_release(options, layout, environ, codexd, python)
-        if plan.name == current and release_is_whole(layout, plan.name, plan.front):
+        missing = release_missing(layout, plan.name, plan.front)
+        if plan.name == current and not missing:
             outcome = f"release {plan.name} is already installed"
         elif plan.name in read_rejected(layout):
             listed = layout.record("rejected")
@@ -252,11 +272,20 @@ def install(options: Options, environ: dict[str, str]) -> None:
             return
         else:
             build_release(plan, layout, options, current)
-            outcome = f"installed release {plan.name} ({plan.describe()})"
+            verb = "repaired" if plan.name == current else "installed"
+            outcome = f"{verb} release {plan.name} ({plan.describe()})"
+            if plan.name == current:
+                outcome += f"; it was missing {', '.join(missing)}"
         for record, value in plan.records.items():
             write_record(layout, record, value)
         finish(layout, options.home)
         say(outcome)
+        running = app_server_release(options.home)
+        if running is not None and running != codexd_current_release(layout):
+            say(
+                f"the running app-server stays on release {running} until `codexd update` "
+                "or `codexd restart`, or the updater's next pass"
+            )
 
 
 def refuse_foreign(layout: Layout, force: bool) -> None:
@@ -270,18 +299,42 @@ def refuse_foreign(layout: Layout, force: bool) -> None:
         )
 
 
-def release_is_whole(layout: Layout, name: str, front: str) -> bool:
+def release_missing(layout: Layout, name: str, front: str) -> list[str]:
+    """What releases/<name> lacks to be the planned release: its front (when it is not
+    this one), a store entry's marker, or a part the front runs (doctor's
+    "incomplete"); empty when it is whole."""
     directory = layout.releases / name
     try:
         same_front = (directory / "codex").read_text() == front
     except (OSError, UnicodeDecodeError):
-        return False
+        same_front = False
+    missing = [] if same_front else [str(directory / "codex")]
     marker = read_marker(directory / RELEASE_MARKER)
     codex = marker.get("codex", "")
     stores = [layout.codexd_store / marker.get("codexd", "") / ".codexd-artifact"]
     if codex and codex != "reference":
         stores.append(layout.codex_store / codex / ".codexd-payload")
-    return same_front and all(path.is_file() for path in stores)
+    missing += [str(path) for path in stores if not path.is_file()]
+    parts = front_parts(front)
+    if parts is not None:
+        missing += [path for path in missing_parts(layout.packages, parts) if path not in missing]
+    return missing
+
+
+def app_server_release(home: Path) -> str | None:
+    """The release a live app-server was launched from, by its pid record (the
+    keeper's pid alive); None when none runs."""
+    import json  # only this notice reads a pid record
+
+    record = home / "app-server-daemon" / "app-server.pid"
+    try:
+        value = json.loads(record.read_text())
+        pid, executable = int(value["pid"]), Path(str(value["executable"]))
+    except (OSError, ValueError, LookupError, TypeError):
+        return None
+    if executable.parent.parent != Layout(home).releases or not pid_alive(pid):
+        return None
+    return executable.parent.name
 
 
 def finish(layout: Layout, home: Path) -> None:

@@ -260,7 +260,10 @@ class RollbackOutput:
 
 def rollback(daemon: Daemon) -> RollbackOutput:
     """`current` back to the previous release; a running app-server is restarted onto
-    it. The release rolled back from is not installed again until a newer one appears."""
+    it. The release rolled back from is not installed again until a newer one appears.
+    A home with no managed install (a mistyped CODEX_HOME) is refused before any lock
+    file is made in it."""
+    require_managed_binary(daemon.paths.managed_binary)
     with daemon.operation_lock():
         daemon.refuse_unmanaged()
         settings = daemon.load_settings()

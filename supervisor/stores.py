@@ -221,6 +221,20 @@ class PlannedCodex:
 
     part: CodexPart
     fetch: Callable[[Path], str] | None
+    missing: str | None = None  # the entry is in the store but lacks this: fetch replaces it
+
+
+def payload_missing(layout: Layout, part: CodexPart) -> str | None:
+    """The codex binary of a store entry when it is not an executable file there (the
+    entry is incomplete, as doctor says), else None."""
+    binary = layout.codex_store / part.store / part.entrypoint
+    return None if binary.is_file() and os.access(binary, os.X_OK) else str(binary)
+
+
+def _planned(layout: Layout, part: CodexPart, fetch: Callable[[Path], str]) -> PlannedCodex:
+    """A payload to fetch; a repair when its entry is there but incomplete."""
+    there = (layout.codex_store / part.store / CODEX_MARKER).is_file()
+    return PlannedCodex(part, fetch, payload_missing(layout, part) if there else None)
 
 
 def plan_codex(layout: Layout, source: CodexSource, npm: Npm | None) -> PlannedCodex | None:
@@ -238,7 +252,7 @@ def plan_codex(layout: Layout, source: CodexSource, npm: Npm | None) -> PlannedC
         version = npm.resolve_version(source.value)
         package = platform_package(version)
         found = find_codex(layout, "origin", package)
-        if found is not None:
+        if found is not None and payload_missing(layout, found) is None:
             return PlannedCodex(found, None)
         integrity = npm.integrity(package)
         part = CodexPart(
@@ -252,17 +266,17 @@ def plan_codex(layout: Layout, source: CodexSource, npm: Npm | None) -> PlannedC
         def fetch_npm(staged: Path) -> str:
             return fetch_npm_payload(npm, version, staged / "payload", staged, integrity)
 
-        return PlannedCodex(part, fetch_npm)
+        return _planned(layout, part, fetch_npm)
     origin = str(source)
     found = find_codex(layout, "origin", origin)
-    if found is not None:
+    if found is not None and payload_missing(layout, found) is None:
         return PlannedCodex(found, None)
     binary = Path(source.value).resolve()
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         raise StoreError(f"the codex source {source} is not an executable file")
     root = payload_root_of(binary)
     integrity = tree_integrity(root) if root else _single_file_integrity(binary)
-    version = binary_version(binary)
+    version = binary_version(Path(source.value))  # named as the user gave it
     part = CodexPart(
         store=f"{safe_version(version)}-{integrity_hex(integrity)[:12]}",
         entrypoint=payload_entrypoint(root) if root else DEFAULT_ENTRYPOINT,
@@ -274,7 +288,7 @@ def plan_codex(layout: Layout, source: CodexSource, npm: Npm | None) -> PlannedC
     def fetch_path(staged: Path) -> str:
         return copy_payload(binary, staged / "payload")
 
-    return PlannedCodex(part, fetch_path)
+    return _planned(layout, part, fetch_path)
 
 
 def _single_file_integrity(binary: Path) -> str:
@@ -322,8 +336,13 @@ def install_codex(layout: Layout, planned: PlannedCodex) -> Path:
             )
         )
         payload.chmod(0o755)
-        remove(final)
+        # A damaged entry is moved aside, not removed first, so the name is never empty
+        # while a release that names it might run.
+        aside = staging_path(layout.codex_store, part.store, "old")
+        if final.exists():
+            os.rename(final, aside)
         os.rename(payload, final)
+        remove(aside)
     except SourceError as error:
         raise StoreError(str(error)) from error
     finally:

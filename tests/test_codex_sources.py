@@ -8,10 +8,19 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from supervisor.codex_source import (
+    CodexSource,
+    SourceError,
+    SourceKind,
+    codex_version_of,
+    npm_failure,
+    parse_source,
+)
 from tests.releases import (
     INSTALL_SH,
     INSTALL_TIMEOUT_SECONDS,
@@ -38,7 +47,7 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Published:
 
 
 def install(
-    home: Path, channel: Published, source: str | None, **extra: str
+    home: Path, channel: Published, source: str | None, *args: str, **extra: str
 ) -> subprocess.CompletedProcess[str]:
     env = clean_env(home, home.parent / "bin", CODEXD_CHANNEL=str(channel.channel), **extra)
     if source is None:
@@ -46,7 +55,7 @@ def install(
     else:
         env["CODEXD_CODEX_SOURCE"] = source
     return subprocess.run(
-        ["sh", str(INSTALL_SH)],
+        ["sh", str(INSTALL_SH), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -313,7 +322,8 @@ def test_an_unknown_dist_tag_fails_clearly(
 ) -> None:
     ran = install(tmp_path / "home", channel, "npm:nightly", PATH=npm.path_with_npm())
     assert ran.returncode != 0
-    assert "npm lists no dist-tag 'nightly' for @openai/codex" in ran.stderr
+    [line] = [line for line in ran.stderr.splitlines() if "error" in line]
+    assert line == "install.sh: error: npm lists no dist-tag 'nightly' for @openai/codex"
     assert not (standalone(tmp_path / "home") / "current").exists()
 
 
@@ -330,3 +340,182 @@ def test_the_codexd_command_is_never_written_over_a_file_of_someone_else(
     assert ran.returncode == 0, ran.stderr
     assert f"left {theirs} alone" in ran.stderr
     assert theirs.read_text() == "#!/bin/sh\necho theirs\n"
+
+
+# -- what codex is, what a source says, what npm said ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("codex-cli 0.169.0\n", "0.169.0"),
+        ("codex-cli 0.170.0-alpha.2\n", "0.170.0-alpha.2"),
+        ("codex 1.0\n", "1.0"),
+        ("codex-cli 0.169.0\nsomething else\n", "0.169.0"),
+        ("true (GNU coreutils) 9.1\nCopyright ...\n", None),
+        ("echo (GNU coreutils) 9.1\n", None),
+        ("--version\n", None),  # /bin/echo of another coreutils
+        ("Python 3.11.2\n", None),
+        ("codex-cli\n", None),
+        ("codex-cli latest\n", None),
+        ("codex-cli 0.169\u00a0x\n", None),
+        ("codex-cli 0.169.0 extra\n", None),
+        ("", None),
+    ],
+)
+def test_codex_version_of_takes_only_a_codex_version(output: str, expected: str | None) -> None:
+    assert codex_version_of(output) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("npm:latest", CodexSource(SourceKind.NPM, "latest")),
+        ("npm:lates", CodexSource(SourceKind.NPM, "lates")),  # a tag npm is asked about
+        ("npm:0.169.0", CodexSource(SourceKind.NPM, "0.169.0")),
+        (" reference\n", CodexSource(SourceKind.REFERENCE)),
+        ("path:codex", CodexSource(SourceKind.PATH, "/cwd/codex")),
+        ("path:/bin/codex", CodexSource(SourceKind.PATH, "/bin/codex")),
+        ("npn:latest", None),
+        ("npm:", None),
+        ("npm:-x", None),
+        ("path:", None),
+        ("reference:x", None),
+        ("Reference", None),
+        ("git:main", None),
+        ("", None),
+    ],
+)
+def test_parse_source_reads_the_three_kinds_and_refuses_the_rest(
+    text: str, expected: CodexSource | None
+) -> None:
+    if expected is None:
+        with pytest.raises(SourceError, match="is not npm:<version or dist-tag>"):
+            parse_source(text, Path("/cwd"))
+    else:
+        assert parse_source(text, Path("/cwd")) == expected
+
+
+NPM_404_JSON = (
+    '{"error": {"code": "E404", "summary": "No match found for version 0.999.0",'
+    ' "detail": "The requested resource could not be found."}}'
+)
+
+
+@pytest.mark.parametrize(
+    ("stdout", "stderr", "expected"),
+    [
+        (
+            NPM_404_JSON,
+            "npm error code E404\nnpm error 404 No match found for version 0.999.0\n",
+            ("E404", "No match found for version 0.999.0"),
+        ),
+        (
+            "",
+            "npm error code E404\nnpm error 404 No match found for version 0.999.0\n",
+            ("E404", "404 No match found for version 0.999.0"),
+        ),
+        (
+            "",
+            "npm ERR! code ENOTFOUND\nnpm ERR! getaddrinfo failed\n",
+            ("ENOTFOUND", "getaddrinfo failed"),
+        ),
+        ("[]", "something broke\nmore\n", (None, "something broke")),
+        ("", "", (None, "no output")),
+    ],
+)
+def test_npm_failure_is_one_line(
+    stdout: str, stderr: str, expected: tuple[str | None, str]
+) -> None:
+    assert npm_failure(stdout, stderr) == expected
+
+
+# -- bad sources fail in one line, before anything changes -------------------------------
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "error" in line]
+
+
+@pytest.mark.parametrize("program", ["/bin/true", "/bin/echo"])
+def test_a_path_source_that_is_not_codex_is_refused_and_nothing_recorded(
+    tmp_path: Path, channel: Published, program: str
+) -> None:
+    home = tmp_path / "home"
+    assert install(home, channel, "reference").returncode == 0
+    before = snapshot(home, dir_mtimes=False)
+
+    ran = install(home, channel, f"path:{program}")
+
+    assert ran.returncode == 1
+    [line] = error_lines(ran.stderr)
+    assert line.startswith(f"install.sh: error: {program} is not codex: `{program} --version` says")
+    assert "installed release" not in ran.stderr
+    assert snapshot(home, dir_mtimes=False) == before
+    assert run_version(managed(home)) == "codexd 0.1.0"
+
+
+def test_an_npm_version_npm_does_not_have_fails_in_one_line(
+    tmp_path: Path, channel: Published, npm: FakeNpm
+) -> None:
+    npm.publish("1.0.0")
+    ran = install(tmp_path / "home", channel, "npm:0.999.0", PATH=npm.path_with_npm())
+    assert ran.returncode == 1
+    assert ran.stderr.count("\n") <= 2, ran.stderr  # at most a progress line, then the error
+    [line] = error_lines(ran.stderr)
+    assert line.startswith("install.sh: error: npm has no @openai/codex@0.999.0-linux-"), line
+    assert "(E404: " in line
+
+
+def test_a_typo_in_the_source_fails_before_codexd_is_built(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = clean_env(home, tmp_path / "bin", CODEXD_CODEX_SOURCE="npn:latest")
+    checkout = copy_checkout(tmp_path / "codexd")
+    started = time.monotonic()
+    ran = subprocess.run(
+        ["sh", str(checkout / "install.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=INSTALL_TIMEOUT_SECONDS,
+        stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    assert ran.returncode == 1
+    [line] = error_lines(ran.stderr)
+    assert "CODEXD_CODEX_SOURCE: codex source 'npn:latest' is not npm:" in line
+    assert not home.exists()
+    assert elapsed < 3.0, f"took {elapsed:.1f} s: was codexd built first?"
+
+
+# -- an incomplete codex payload is fetched again -----------------------------------------
+
+
+@pytest.mark.parametrize("how", ["again", "--force", "npm"])
+def test_an_incomplete_codex_payload_is_reinstalled(
+    tmp_path: Path, channel: Published, npm: FakeNpm, how: str
+) -> None:
+    home = tmp_path / "home"
+    if how == "npm":
+        npm.publish("1.0.0")
+        source, extra = "npm:1.0.0", {"PATH": npm.path_with_npm()}
+    else:
+        source, extra = f"path:{fake_codex(tmp_path / 'codex', '1.0.0')}", {}
+    assert install(home, channel, source, **extra).returncode == 0
+    release = current_release(home)
+    [entry] = codex_store(home)
+    binary = home / "packages" / "codex" / entry / "bin" / "codex"
+    binary.unlink()
+
+    ran = install(home, channel, source, *(["--force"] if how == "--force" else []), **extra)
+
+    assert ran.returncode == 0, ran.stderr
+    assert "is already installed" not in ran.stderr
+    assert f"is incomplete (missing {binary})" in ran.stderr
+    assert f"repaired release {release}" in ran.stderr
+    assert current_release(home) == release and codex_store(home) == [entry]
+    assert run_version(managed(home)) == "codex-cli 1.0.0"
+    again = install(home, channel, source, **extra)
+    assert f"release {release} is already installed" in again.stderr

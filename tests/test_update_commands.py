@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from tests.conftest import CODEXD, Home, is_gone, wait_for
-from tests.releases import artifact_variant, publish_artifact, run_version
+from tests.releases import artifact_variant, fake_codex, publish_artifact, run_version
 from tests.updating import (
     PASS_TIMEOUT_SECONDS,
     Releases,
@@ -254,3 +255,67 @@ def test_the_updater_restarts_a_busy_app_server_anyway_after_the_longest_wait(
     assert restarted["trigger"] in ("retry", "schedule")
     assert is_gone(keeper) and is_gone(job)  # the job went with the old app-server
     assert app_server_digest(installed) == managed_digest(installed)
+
+
+# -- what install.sh and update say and leave ---------------------------------------------
+
+
+def run_install_sh(home: Home, channel: Path, source: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sh", str(channel / "install.sh")],
+        env={**home.env, "CODEXD_CHANNEL": str(channel), "CODEXD_CODEX_SOURCE": source},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def test_install_sh_says_a_running_app_server_stays_on_its_release(
+    installed: Home, channel: Path, tmp_path: Path
+) -> None:
+    quiet = run_install_sh(installed, channel, f"path:{fake_codex(tmp_path / 'a', '1.0.0')}")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "app-server" not in quiet.stderr  # none runs
+    installed.ok("start")
+    running = installed.record()
+    assert running is not None
+    old = Path(running["executable"]).parent.name
+
+    ran = run_install_sh(installed, channel, f"path:{fake_codex(tmp_path / 'b', '1.1.0')}")
+
+    assert ran.returncode == 0, ran.stderr
+    [line] = [line for line in ran.stderr.splitlines() if "running app-server" in line]
+    assert line == (
+        f"install.sh: the running app-server stays on release {old} until `codexd update` "
+        "or `codexd restart`, or the updater's next pass"
+    )
+
+
+def test_update_repairs_an_incomplete_codex_payload(installed: Home, tmp_path: Path) -> None:
+    codex_source(installed, f"path:{fake_codex(tmp_path / 'codex', '1.0.0')}")
+    assert installed.ok("update")["status"] == "updated"
+    [entry] = list((installed.paths.home / "packages" / "codex").iterdir())
+    (entry / "bin" / "codex").unlink()
+
+    result = installed.run("update")
+
+    assert result.returncode == 0, result.stderr
+    assert f"is incomplete (missing {entry / 'bin' / 'codex'})" in result.stderr
+    assert "repaired release" in result.stderr
+    assert run_version(installed.paths.managed_binary) == "codex-cli 1.0.0"
+
+
+def test_update_in_a_home_without_an_install_creates_nothing(bare_home: Home) -> None:
+    result = bare_home.run("update")
+    assert result.returncode == 1
+    assert "managed codex install not found" in result.stderr
+    assert not (bare_home.paths.home / "packages").exists()
+
+
+def test_rollback_in_a_home_without_an_install_creates_nothing(bare_home: Home) -> None:
+    result = bare_home.run("rollback")
+    assert result.returncode == 1 and result.stdout == ""
+    assert "managed codex install not found" in result.stderr
+    assert list(bare_home.paths.home.iterdir()) == []
