@@ -10,7 +10,6 @@ process it may start is `npm --version`.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import stat
 import sys
