@@ -131,3 +131,29 @@ def next_stop_step(exited: bool, killed: bool) -> StopStep:
     if exited:
         return StopStep.DONE
     return StopStep.GIVE_UP if killed else StopStep.KILL
+
+
+# What a keeper whose app-server does not answer is doing about it, by its state.
+_KEEPER_AT_WORK = {
+    "launching": "starting it",
+    "starting": "starting it again",
+    "backoff": "waiting out its restart delay",
+    "replacing": "replacing it",
+    "stopping": "stopping it",
+    "givingUp": "stopping it after a crash loop",
+}
+
+
+def keeper_at_work_message(
+    keeper_pid: int, state: str, since: str, last_exit: str | None
+) -> str | None:
+    """`version`'s line when nothing answers but a live keeper is at work on it; None
+    when the keeper's state says nothing of the kind (running, failed, ...)."""
+    doing = _KEEPER_AT_WORK.get(state)
+    if doing is None:
+        return None
+    after = f" after {last_exit}" if last_exit else ""
+    return (
+        f"app server is not answering yet: its keeper (pid {keeper_pid}) is {doing}{after} "
+        f"({state} since {since}); retry in a moment, `codexd status` says more"
+    )

@@ -23,6 +23,7 @@ from supervisor.decisions import (
     WorkerState,
     is_managed,
     is_unmanaged_server,
+    keeper_at_work_message,
     remote_control_plan,
     start_action,
 )
@@ -184,6 +185,9 @@ class Daemon:
             if observation is not None and observation.state is WorkerState.FAILED:
                 assert observation.record is not None
                 raise DaemonError(self.failure_message(observation.record)) from error
+            at_work = _keeper_at_work(observation)
+            if at_work is not None:
+                raise DaemonError(at_work) from error
             state = None if error.peer is None else process_state(error.peer.pid)
             raise DaemonError(unreachable_message(error, state)) from error
         managed = is_managed(self.observe().state) if self.paths.state_dir.is_dir() else False
@@ -529,3 +533,16 @@ def _file_size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
+
+
+def _keeper_at_work(observation: Observation | None) -> str | None:
+    record = None if observation is None else observation.live_record
+    if record is None or record.keeper is None:
+        return None
+    last = record.keeper.last_exit
+    return keeper_at_work_message(
+        record.pid,
+        record.keeper.state,
+        record.keeper.since,
+        None if last is None else f"{last.description} ({last.reason})",
+    )

@@ -22,6 +22,7 @@ from supervisor.decisions import (
     classify_worker,
     is_managed,
     is_unmanaged_server,
+    keeper_at_work_message,
     next_stop_step,
     remote_control_plan,
     start_action,
@@ -333,3 +334,43 @@ def test_remote_control_statuses_are_codex_strings() -> None:
         "alreadyEnabled",
         "alreadyDisabled",
     }
+
+
+# -- keeper_at_work_message ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "last_exit", "said"),
+    [
+        (
+            "backoff",
+            "killed by SIGKILL (crashed)",
+            "waiting out its restart delay after killed by SIGKILL (crashed)",
+        ),
+        ("launching", None, "is starting it (launching since"),
+        ("starting", "exit status 3 (crashed)", "starting it again after exit status 3"),
+        ("replacing", "unresponsive (unresponsive)", "replacing it after unresponsive"),
+        ("stopping", None, "is stopping it (stopping since"),
+        ("givingUp", None, "stopping it after a crash loop"),
+        ("running", None, None),
+        ("failed", "killed by SIGSEGV (crashed)", None),
+        ("stopped", None, None),
+    ],
+)
+def test_keeper_at_work_message(state: str, last_exit: str | None, said: str | None) -> None:
+    message = keeper_at_work_message(42, state, "2026-11-26T00:00:00+00:00", last_exit)
+    if said is None:
+        assert message is None
+    else:
+        assert message is not None and said in message, message
+        assert message.startswith("app server is not answering yet: its keeper (pid 42) is ")
+        assert "\n" not in message
+
+
+def test_every_keeper_state_but_the_settled_ones_has_a_message() -> None:
+    from supervisor.supervision import KeeperState
+
+    settled = {KeeperState.RUNNING, KeeperState.STOPPED, KeeperState.FAILED}
+    for state in KeeperState:
+        message = keeper_at_work_message(1, state.value, "t", None)
+        assert (message is None) == (state in settled), state

@@ -87,6 +87,24 @@ def test_a_crashed_app_server_comes_back_and_answers(home: Home, signum: signal.
     assert f"launched app-server pid {new}" in log
 
 
+def test_version_while_the_keeper_waits_to_restart_says_so(home: Home) -> None:
+    home.env.update(FAST, CODEXD_RESTART_DELAY_SECONDS="600")
+    keeper = home.ok("start")["pid"]
+    crashed = home.serving(keeper)
+    os.kill(crashed, signal.SIGKILL)
+    wait_for(lambda: (keeper_state(home) or {}).get("state") == "backoff", what="the backoff")
+
+    answer = home.run("version")
+
+    assert answer.returncode == 1 and answer.stdout == ""
+    assert answer.stderr.startswith(
+        f"codexd: app server is not answering yet: its keeper (pid {keeper}) is waiting out "
+        "its restart delay after killed by SIGKILL (crashed) (backoff since "
+    ), answer.stderr
+    assert home.ok("start")["status"] == "alreadyRunning"  # the delay cut short
+    assert home.ok("version")["appServerVersion"] == "0.1.0"
+
+
 def test_a_stopped_app_server_is_replaced_by_the_watchdog(home: Home) -> None:
     home.env.update(FAST)
     keeper = home.ok("start")["pid"]
