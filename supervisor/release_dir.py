@@ -203,7 +203,8 @@ def stage_release(
 def install_bin_command(home: Path, environ: dict[str, str] | os._Environ[str]) -> None:
     """`${CODEXD_BIN_DIR:-~/.local/bin}/codexd`, which runs the current release's
     codexd; never over a file install.sh did not write. Says where, and what to add to
-    PATH. A failure here is reported, not fatal: the managed install is complete."""
+    PATH, when it writes it or a person watches. A failure here is reported, not fatal:
+    the managed install is complete."""
     bin_dir = Path(
         environ.get(BIN_DIR_ENV) or Path(environ.get("HOME", "~")).expanduser() / ".local" / "bin"
     )
@@ -230,6 +231,8 @@ def install_bin_command(home: Path, environ: dict[str, str] | os._Environ[str]) 
                 file=sys.stderr,
             )
             return
+    elif not sys.stderr.isatty():
+        return  # in place already: said at the install that wrote it (not every hour)
     on_path = str(bin_dir) in environ.get("PATH", "").split(os.pathsep)
     advice = (
         ""
