@@ -285,6 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PublishError as error:
         print(f"publish.py: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C of install.sh or `codexd update`: one line
+        print("publish.py: interrupted; nothing was published", file=sys.stderr)
+        return 130
     print(name)
     return 0
 
