@@ -17,7 +17,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from supervisor import config
-from supervisor.control_socket import ProbeError, ProbeInfo, probe, unreachable_message
+from supervisor.control_socket import (
+    ProbeError,
+    ProbeInfo,
+    Unreachable,
+    probe,
+    unreachable_message,
+)
 from supervisor.decisions import (
     StartAction,
     WorkerState,
@@ -185,7 +191,11 @@ class Daemon:
             if observation is not None and observation.state is WorkerState.FAILED:
                 assert observation.record is not None
                 raise DaemonError(self.failure_message(observation.record)) from error
-            at_work = _keeper_at_work(observation)
+            # Nothing listens because our keeper is at work on it: say so. Anything else
+            # seen there (a foreign listener, a hang) says more than the keeper can.
+            at_work = (
+                _keeper_at_work(observation) if error.reason is Unreachable.NOT_LISTENING else None
+            )
             if at_work is not None:
                 raise DaemonError(at_work) from error
             state = None if error.peer is None else process_state(error.peer.pid)

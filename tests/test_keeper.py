@@ -179,7 +179,7 @@ def test_a_background_job_never_holds_the_lock_is_ended_by_stop_and_start_works_
 
     assert home.ok("stop")["status"] == "stopped"
     assert is_gone(job) and is_gone(app_server) and is_gone(keeper)
-    assert "ending 1 processes left by the app-server" in home.paths.app_server_log.read_text()
+    assert "ending 1 process left by the app-server" in home.paths.app_server_log.read_text()
 
     home.install_managed_shim()
     started = home.ok("start")
