@@ -2,7 +2,7 @@
 managed binary), its `codexd` launcher, and the `codexd` command on PATH.
 
 The front execs codexd for `app-server daemon ...` and the real codex for anything
-else, so each call costs one sh start-up (about half a millisecond) and one exec; the
+else, so each call costs one sh start-up (under a millisecond) and one exec; the
 exec keeps the pid, argv after argv[0], stdio, environment and exit status. It finds the
 packages directory from its own path (`$0` is the path it was run by, through `current`
 or not, and `..` resolves physically), so a moved home keeps working; the directory it
