@@ -46,7 +46,15 @@ HEAVY = (
 )
 # Imported when the rare work needs them (relaunching the other worker, rotating a log,
 # an unreadable lock), never at idle.
-RARE = ("supervisor.lifecycle", "supervisor.locks", "supervisor.logs", "supervisor.launcher")
+RARE = (
+    "supervisor.lifecycle",
+    "supervisor.worker_launch",
+    "supervisor.worker_stop",
+    "supervisor.app_server_messages",
+    "supervisor.locks",
+    "supervisor.logs",
+    "supervisor.launcher",
+)
 KEEPER_NEVER = (*HEAVY, *RARE)
 UPDATER_NEVER = (
     *HEAVY,
