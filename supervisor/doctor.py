@@ -56,7 +56,8 @@ from supervisor.doctor_logs import check_logs, scan_log
 from supervisor.errors import DaemonError
 from supervisor.logs import worker_logs
 from supervisor.paths import HomePaths, home_from_environment
-from supervisor.status import StatusReport, gather_status
+from supervisor.status import gather_status
+from supervisor.status_report import StatusReport
 from supervisor.timestamps import UTC, timestamp
 
 SCHEMA_VERSION = 1

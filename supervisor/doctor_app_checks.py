@@ -17,10 +17,10 @@ from supervisor.doctor_facts import SocketFacts, SourceFacts, dir_details
 from supervisor.locks import LockHolder
 from supervisor.private_dir import SOCKET_DIR, DirVerdict, judge_dir
 from supervisor.procfs import count_processes
-from supervisor.status import AppServerSection, ReleaseSection, UpdaterSection
 from supervisor.status_facts import SocketProbe
 from supervisor.status_hints import INSTALL_COMMAND, bootstrap_command
 from supervisor.status_render import format_duration, pass_summary
+from supervisor.status_report import AppServerSection, ReleaseSection, UpdaterSection
 from supervisor.timestamps import parse_timestamp, timestamp
 from supervisor.update_pass import PassOutcome
 

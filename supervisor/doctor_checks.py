@@ -28,14 +28,11 @@ from supervisor.private_dir import (
     judge_dir,
     refusal,
 )
-from supervisor.status import (
-    ReleaseSection,
-    SettingsSection,
-    version_of_release,
-)
+from supervisor.status import version_of_release
 from supervisor.status_facts import LOW_DISK_FAIL_BYTES, LOW_DISK_WARNING_BYTES, DiskSection
 from supervisor.status_hints import INSTALL_COMMAND, bootstrap_command
 from supervisor.status_render import format_duration, format_size
+from supervisor.status_report import ReleaseSection, SettingsSection
 from supervisor.timestamps import timestamp
 from supervisor.version import CODEXD_VERSION
 

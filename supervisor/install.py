@@ -28,7 +28,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from supervisor.codex_source import CodexSource, Npm, SourceError, SourceKind, parse_source
+from supervisor.codex_npm import Npm
+from supervisor.codex_source import CodexSource, SourceError, SourceKind, parse_source
 from supervisor.config import CODEX_SOURCE_ENV
 from supervisor.front import (
     CodexdPart,

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from supervisor.decisions import WorkerState
 from supervisor.procfs import count_processes
-from supervisor.status import StatusReport, WorkerSection
 from supervisor.status_facts import LOW_DISK_WARNING_BYTES, DiskSection
+from supervisor.status_report import StatusReport, WorkerSection
 from supervisor.timestamps import UTC, parse_timestamp
 from supervisor.update_pass import PassOutcome, PassRecord
 

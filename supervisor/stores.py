@@ -24,19 +24,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from supervisor.codex_npm import Npm, fetch_npm_payload, platform_package
 from supervisor.codex_source import (
     DEFAULT_ENTRYPOINT,
     CodexSource,
-    Npm,
     SourceError,
     SourceKind,
     binary_version,
     copy_payload,
-    fetch_npm_payload,
     integrity_hex,
     payload_entrypoint,
     payload_root_of,
-    platform_package,
     tree_integrity,
 )
 from supervisor.front import CodexdPart, CodexPart

@@ -1,7 +1,7 @@
 """The real codex for the interoperability tests and the benchmark (bench/real_codex.py
 imports this): one module that fetches `@openai/codex@<version>` once into a cache
 shared by runs, under a file lock so that parallel runs do not race, with the code
-install.sh uses (supervisor/codex_source.py): `npm pack` of the platform package through
+install.sh uses (supervisor/codex_npm.py): `npm pack` of the platform package through
 the npm client as configured, checked against the registry's integrity, unpacked to the
 payload codex's own install lays out.
 
@@ -18,7 +18,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from supervisor.codex_source import Npm, SourceError, fetch_npm_payload, platform_target
+from supervisor.codex_npm import Npm, fetch_npm_payload, platform_target
+from supervisor.codex_source import SourceError
 
 CODEX_VERSION = "0.169.0"
 

@@ -32,7 +32,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from supervisor.codex_source import platform_target
+from supervisor.codex_npm import platform_target
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 INSTALL_SH = CHECKOUT / "install.sh"

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.codex_npm import npm_failure
 from supervisor.codex_source import (
     CodexSource,
     SourceError,
     SourceKind,
     codex_version_of,
-    npm_failure,
     parse_source,
 )
 from tests.releases import (

@@ -25,8 +25,8 @@ from supervisor.doctor_facts import DirCheck, SocketFacts
 from supervisor.locks import LockHolder
 from supervisor.pidrecord import ChildRecord, ExitReport, KeeperReport, PidRecord
 from supervisor.private_dir import SOCKET_DIR, DirFacts
-from supervisor.status import AppServerSection, ReleaseSection, WorkerSection
 from supervisor.status_facts import SocketProbe
+from supervisor.status_report import AppServerSection, ReleaseSection, WorkerSection
 from supervisor.timestamps import timestamp
 from tests.test_doctor_checks import judged
 

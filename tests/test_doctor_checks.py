@@ -33,8 +33,8 @@ from supervisor.doctor_facts import (
 from supervisor.front import CodexdPart, CodexPart, Release, render_bin_command, render_front
 from supervisor.private_dir import HOME, STATE_DIR, DirFacts
 from supervisor.standalone import DiskUsage
-from supervisor.status import ReleaseSection, SettingsSection
 from supervisor.status_facts import DiskSection
+from supervisor.status_report import ReleaseSection, SettingsSection
 
 OK, WARNING, FAIL = CheckStatus.OK, CheckStatus.WARNING, CheckStatus.FAIL
 UID = 1000

@@ -14,7 +14,7 @@ from supervisor.doctor_app_checks import check_sources, check_updater
 from supervisor.doctor_checks import CheckStatus
 from supervisor.doctor_facts import SourceFacts
 from supervisor.standalone import ReleaseSource
-from supervisor.status import UpdaterSection, WorkerSection
+from supervisor.status_report import UpdaterSection, WorkerSection
 from supervisor.update_pass import InstallerResult, PassRecord, RefreshOutcome, Trigger
 from tests.test_doctor_app_checks import NOW, ago, record
 from tests.test_doctor_checks import judged

@@ -15,15 +15,10 @@ import pytest
 from supervisor.decisions import WorkerState
 from supervisor.locks import FlockLock
 from supervisor.standalone import DiskUsage
-from supervisor.status import (
-    NextPassSource,
-    is_unmanaged,
-    next_pass_at,
-    release_of,
-    version_of_release,
-)
+from supervisor.status import next_pass_at, release_of, version_of_release
 from supervisor.status_facts import DiskSection
 from supervisor.status_render import Tone, disk_row, format_duration
+from supervisor.status_report import NextPassSource, is_unmanaged
 from supervisor.timestamps import parse_timestamp, timestamp
 from supervisor.update_pass import pass_from_json
 from tests.conftest import Home, wait_for
