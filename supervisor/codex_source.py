@@ -33,7 +33,6 @@ from pathlib import Path, PurePosixPath
 VERSION_TIMEOUT_SECONDS = 30.0
 PAYLOAD_MANIFEST = "codex-package.json"
 DEFAULT_ENTRYPOINT = "bin/codex"
-OUTPUT_TAIL_CHARS = 1500
 CHUNK_BYTES = 1 << 20
 # A version as npm publishes codex's (`0.169.0`, `0.170.0-alpha.2`); anything else
 # after `npm:` is a dist-tag.
