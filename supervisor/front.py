@@ -71,12 +71,20 @@ def check_relative(path: str) -> str:
     return path
 
 
-def _locate(release: Release) -> str:
+def _locate(release: Release, self_path: str = "$0") -> str:
+    """Sets `p`, the packages directory: relative to `self_path` (the script's own
+    path), else the one it was installed into."""
     codexd_dir = check_relative(f"codexd/{release.codexd.store}")
     return (
-        "case $0 in */*) p=${0%/*}/../../.. ;; *) p=../../.. ;; esac\n"
+        f'case {self_path} in */*) p="{self_path}"; p=${{p%/*}}/../../.. ;; *) p=../../.. ;; esac\n'
         f'[ -d "$p/{codexd_dir}" ] || p={sh_quote(str(release.packages))}\n'
     )
+
+
+# Set (not exported) by the `codexd` command to the launcher's path before it sources
+# the launcher: sourced, the launcher's $0 is the command's own path, which says
+# nothing about where the release is.
+LAUNCHER_VARIABLE = "codexd_launcher"
 
 
 def _missing(path: str, what: str) -> str:
@@ -139,7 +147,7 @@ def render_codexd_launcher(release: Release) -> str:
     return (
         "#!/bin/sh\n# codexd of this release, written by install.sh.\n"
         + _parts_comment(release)
-        + _locate(release)
+        + _locate(release, f"${{{LAUNCHER_VARIABLE}:-$0}}")
         + _run_codexd(release)
     )
 
@@ -152,10 +160,10 @@ def render_bin_command(home: Path) -> str:
         f"{BIN_COMMAND_MARK}: the current release of {quoted_home},\n"
         "# which is also the home it manages unless CODEX_HOME names another.\n"
         f'if [ -z "${{CODEX_HOME:-}}" ]; then CODEX_HOME={quoted_home}; export CODEX_HOME; fi\n'
-        # Sourced, not executed: one `sh` start fewer. Its `exec` replaces this shell,
-        # and run from here it finds its release by the absolute path it was written
-        # with (its $0 is this script).
-        f". {sh_quote(str(launcher))}\n"
+        # Sourced, not executed: one `sh` start fewer. Its `exec` replaces this shell;
+        # it finds its release from the path in the variable (its $0 is this script).
+        f"{LAUNCHER_VARIABLE}={sh_quote(str(launcher))}\n"
+        f'. "${LAUNCHER_VARIABLE}"\n'
     )
 
 

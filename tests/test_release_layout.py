@@ -155,6 +155,31 @@ def test_the_scripts_quote_what_they_embed(tmp_path: Path) -> None:
     assert f"CODEX_HOME={sh_quote(str(odd))}" in render_bin_command(odd)
 
 
+def test_the_codexd_command_finds_a_release_built_for_another_place(tmp_path: Path) -> None:
+    """A home moved (or moved back) keeps releases installed at the old place; the
+    `codexd` command sources their launcher, whose $0 is then the command: it must
+    find the release through the launcher's path, not fall back to the old place."""
+    home = tmp_path / "home"
+    release_dir = home / "packages" / "standalone" / "releases" / "r"
+    release_dir.mkdir(parents=True)
+    (home / "packages" / "standalone" / "current").symlink_to("releases/r")
+    main = home / "packages" / "codexd" / "0.1.0-aaaaaaaaaaaa" / "__main__.py"
+    main.parent.mkdir(parents=True)
+    main.write_text("")
+    built_for = Release(**{**RELEASE.__dict__, "packages": tmp_path / "gone", "codex": None})
+    launcher = render_codexd_launcher(built_for).replace("exec ", "echo ", 1)
+    (release_dir / "codexd").write_text(launcher)
+    command = tmp_path / "bin" / "codexd"
+    command.parent.mkdir()
+    command.write_text(render_bin_command(home))
+
+    ran = subprocess.run(["sh", str(command), "status"], capture_output=True, text=True)
+
+    assert ran.returncode == 0, ran.stderr
+    [_, _, _, found, arg] = ran.stdout.split()
+    assert Path(found).resolve() == main.resolve() and arg == "status"
+
+
 @pytest.mark.parametrize(
     ("remove", "named"),
     [
