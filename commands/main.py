@@ -82,7 +82,7 @@ def main() -> None:
         finally:  # here, not at exit: a full stdout is reported, click's exits too
             sys.stdout.flush()
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
-        sys.exit(_fail("interrupted", status=130))
+        sys.exit(_fail(interrupted_message(lifecycle_command(argv)), status=130))
     except OSError as error:
         if error.errno not in _OUTPUT_ERRORS:
             raise
@@ -93,6 +93,20 @@ def main() -> None:
         if error.errno == errno.EPIPE:  # the reader left (`| head`): nothing to say
             sys.exit(1)
         sys.exit(_fail(f"cannot write the answer to stdout: {error.strerror}"))
+
+
+def interrupted_message(command: str | None) -> str:
+    """Ctrl-C may land between a restart's stop and its start: a command that changes
+    the app-server says where it left it."""
+    if command is None or command == "version":
+        return "interrupted"
+    try:
+        answers = fast_answer("version") is not None
+    except BaseException:  # a second Ctrl-C, or anything else: say no more
+        return "interrupted"
+    if answers:
+        return "interrupted; the app-server is running"
+    return "interrupted; the app-server is not running: `codexd start` starts it"
 
 
 def _fail(message: str, status: int = 1) -> int:

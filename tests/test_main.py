@@ -16,7 +16,7 @@ from commands.cli import app_server, cli
 from commands.common import LIFECYCLE_OPERATIONS
 from commands.main import lifecycle_command
 from supervisor.config import PAUSE_ENV
-from tests.conftest import CODEXD, Home, wait_for
+from tests.conftest import CODEXD, Home, is_gone, wait_for
 
 
 @pytest.mark.parametrize(
@@ -202,4 +202,39 @@ def test_ctrl_c_of_a_waiting_command_is_one_line(home: Home, tmp_path: Path) -> 
 
     _, stderr = waiter.communicate(timeout=30)
     assert waiter.returncode == 130
-    assert stderr == "codexd: interrupted\n"
+    assert stderr == NOT_RUNNING_AFTER_CTRL_C
+
+
+NOT_RUNNING_AFTER_CTRL_C = (
+    "codexd: interrupted; the app-server is not running: `codexd start` starts it\n"
+)
+
+
+def test_ctrl_c_of_a_restart_after_its_stop_says_the_app_server_is_down(
+    home: Home, tmp_path: Path
+) -> None:
+    keeper = home.ok("start")["pid"]
+    marker = tmp_path / "signalled"
+    restart = home.spawn("restart", env={PAUSE_ENV: f"signalled:{marker}"})
+    wait_for(marker.exists, what="the restart to have stopped the keeper")
+    wait_for(lambda: is_gone(keeper), timeout=30, what="the keeper to exit")
+
+    os.kill(restart.pid, signal.SIGINT)
+
+    _, stderr = restart.communicate(timeout=30)
+    assert restart.returncode == 130
+    assert stderr == NOT_RUNNING_AFTER_CTRL_C
+    assert home.ok("start")["status"] == "started"
+
+
+def test_ctrl_c_with_the_app_server_up_says_so(home: Home, tmp_path: Path) -> None:
+    home.ok("start")
+    marker = tmp_path / "locked"
+    start = home.spawn("start", env={PAUSE_ENV: f"locked:{marker}"})
+    wait_for(marker.exists, what="the second start to hold daemon.lock")
+
+    os.kill(start.pid, signal.SIGINT)
+
+    _, stderr = start.communicate(timeout=30)
+    assert start.returncode == 130
+    assert stderr == "codexd: interrupted; the app-server is running\n"
