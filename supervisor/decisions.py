@@ -14,7 +14,7 @@ from supervisor.lean import Choice, Value
 class WorkerState(Choice):
     NOT_RUNNING = "notRunning"  # lock free, no record
     STALE = "stale"  # lock free, a record left behind by a dead worker
-    FAILED = "failed"  # lock free, the keeper's record says it gave up (crash loop)
+    FAILED = "failed"  # lock free, the keeper's record says it gave up (and why)
     STARTING = "starting"  # lock held, record not (yet) naming the holder
     RUNNING = "running"  # lock held, record names the live process
     UNREADABLE = "unreadable"  # lock held, record corrupt: a human must look

@@ -128,7 +128,7 @@ def check_keeper(
         )
     state = worker.state
     if state is WorkerState.FAILED or (report is not None and report.state == "givingUp"):
-        failure = (report.failure if report else None) or "crash loop"
+        failure = (report.failure if report else None) or "the app-server did not start"
         return fail(
             f"the keeper gave up: {failure}{_exits(app)}",
             f"fix the cause (`codexd logs app-server`), then {start}",

@@ -83,7 +83,8 @@ class PidRecord(Value):
 
     @property
     def failed(self) -> bool:
-        """The keeper gave up (crash loop): the record stays to say why."""
+        """The keeper gave up (a crash loop, or an app-server that never started): the
+        record stays to say why."""
         return self.keeper is not None and self.keeper.state == FAILED_STATE
 
     def to_json(self) -> dict[str, Any]:

@@ -45,7 +45,7 @@ _STATE_TEXTS = {
     WorkerState.NOT_RUNNING: ("not running", Tone.WARN),
     WorkerState.STALE: ("not running (stale record)", Tone.WARN),
     WorkerState.UNREADABLE: ("unreadable", Tone.BAD),
-    WorkerState.FAILED: ("failed (crash loop): `codexd start` starts it afresh", Tone.BAD),
+    WorkerState.FAILED: ("failed: `codexd start` starts it afresh", Tone.BAD),
 }
 _UNMANAGED_TEXT = ("not managed by codexd (something else answers)", Tone.BAD)
 _OUTCOME_TONES = {

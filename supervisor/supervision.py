@@ -240,7 +240,10 @@ def peer_note(name: str, before: WorkerState | None, after: WorkerState) -> str 
     if after is WorkerState.NOT_RUNNING:
         return f"the {name} was stopped (its record is gone): not relaunching it"
     if after is WorkerState.FAILED:
-        return f"the {name} gave up (crash loop): not relaunching it; `codexd start` does"
+        return (
+            f"the {name} gave up (`codexd status` says why): not relaunching it; "
+            "`codexd start` does"
+        )
     if after is WorkerState.STALE:
         return f"the {name} died without being asked: relaunching it"
     return None

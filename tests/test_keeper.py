@@ -161,6 +161,10 @@ def test_an_app_server_that_exits_at_once_fails_start_with_its_status(home: Home
     assert "cannot start: no config" in result.stderr
     assert home.nothing_runs()
     assert home.ok("status", "--json")["appServer"]["status"] == "failed"
+    # Why, for status, doctor and the updater: a start that failed, not a crash loop.
+    state = keeper_state(home)
+    assert state is not None
+    assert state["failure"] == "the app-server did not start (exit status 3)"
 
 
 # -- what the app-server starts ----------------------------------------------------------

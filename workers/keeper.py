@@ -417,7 +417,7 @@ class Keeper:
         self.end_probe()
         remove_stale_socket(self.paths.socket_path)
         if self.state is KeeperState.FAILED:
-            log(f"giving up: {self.failure or 'the app-server did not start'}")
+            log(f"giving up: {self.failure_reason()}")
         else:
             log("stopped")
 
@@ -443,13 +443,20 @@ class Keeper:
 
     # -- state for status, version and the updater -------------------------------------
 
+    def failure_reason(self) -> str:
+        """Why the keeper gave up: a crash loop, or its first app-server never answered."""
+        if self.failure is not None:
+            return self.failure
+        last = f" ({self.last_exit.description})" if self.last_exit else ""
+        return f"the app-server did not start{last}"
+
     def publish(self) -> None:
         report = KeeperReport(
             state=self.state.value,
             since=self.state_since,
             restarts=self.restarts,
             last_exit=self.last_exit,
-            failure=self.failure if self.state is KeeperState.FAILED else None,
+            failure=self.failure_reason() if self.state is KeeperState.FAILED else None,
             failed_exits=tuple(self.failed_exits[-self.policy.burst :])
             if self.state is KeeperState.FAILED
             else (),
