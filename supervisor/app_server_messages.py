@@ -52,7 +52,9 @@ def log_tail(paths: HomePaths, offset: int | None) -> str:
         return ""
     if not lines:
         return f" ({paths.app_server_log} is empty)"
-    quoted = "\n".join(f"  {line}" for line in lines)
+    from supervisor.escapes import strip_escapes  # on a failure only: `re`
+
+    quoted = "\n".join(f"  {strip_escapes(line)}" for line in lines)
     return f"\nlast lines of {paths.app_server_log}:\n{quoted}"
 
 

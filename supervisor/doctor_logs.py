@@ -2,8 +2,8 @@
 error, with the terminal escape codes codex writes taken off, less the messages codex
 reports as errors but has already dealt with itself.
 
-`strip_escapes`, `handled_by_codex` and `error_lines` are pure, each pinned by a table
-in tests/test_doctor_logs.py; `scan_log` reads, `check_logs` judges.
+`handled_by_codex` and `error_lines` are pure (with `escapes.strip_escapes`), each
+pinned by a table in tests/test_doctor_logs.py; `scan_log` reads, `check_logs` judges.
 """
 
 from __future__ import annotations
@@ -15,28 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.doctor_checks import Verdict, ok, warning
+from supervisor.escapes import strip_escapes
 from supervisor.log_tail import tail_file
 
 LOG_LINES_SCANNED = 200
 SUMMARY_LINE_CHARS = 160
 
-# codex colours its log lines (`ESC[2m` ... `ESC[0m`) even into a file. Taken off:
-# CSI sequences (ESC [ parameters, intermediates, a final byte), OSC strings (ESC ]
-# up to BEL, ESC \ or the end of the line), the other escapes (ESC, intermediates, a
-# final byte: ESC c, ESC 7, ESC ( B), and any ESC or other control character left,
-# so that no quoted line can recolour doctor's output.
-_ESCAPE = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\|$)"  # OSC
-    r"|\x1b[ -/]*[0-~]"  # the other escapes
-    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"  # a stray ESC, other C0 and C1 controls
-)
 _REPORTS_ERROR = re.compile(r"ERROR|Traceback|\b(?i:cannot|failed)\b")
-
-
-def strip_escapes(line: str) -> str:
-    """`line` as a person reads it on a terminal, with no escape or control codes."""
-    return _ESCAPE.sub("", line)
 
 
 @dataclass(frozen=True)

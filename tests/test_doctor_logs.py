@@ -17,8 +17,8 @@ from supervisor.doctor_logs import (
     error_lines,
     handled_by_codex,
     scan_log,
-    strip_escapes,
 )
+from supervisor.escapes import strip_escapes
 from tests.test_doctor_checks import judged
 
 OK, WARNING = CheckStatus.OK, CheckStatus.WARNING

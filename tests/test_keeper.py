@@ -154,11 +154,13 @@ def test_a_crash_loop_fails_and_start_with_a_fixed_binary_works(home: Home) -> N
 
 
 def test_an_app_server_that_exits_at_once_fails_start_with_its_status(home: Home) -> None:
-    install_binary(home, "echo 'cannot start: no config' >&2; exit 3")
+    # Coloured, as codex writes its log even into a file: quoted without the colours.
+    install_binary(home, r"printf '\033[31mERROR\033[0m cannot start: no config\n' >&2; exit 3")
     result = home.run("start")
     assert result.returncode == 1 and result.stdout == ""
     assert "exit status 3" in result.stderr
-    assert "cannot start: no config" in result.stderr
+    assert "ERROR cannot start: no config" in result.stderr
+    assert "\x1b" not in result.stderr
     assert home.nothing_runs()
     assert home.ok("status", "--json")["appServer"]["status"] == "failed"
     # Why, for status, doctor and the updater: a start that failed, not a crash loop.
