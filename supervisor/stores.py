@@ -362,7 +362,7 @@ def prune(layout: Layout, keep: set[str]) -> list[str]:
             if entry.name in keep:
                 kept_markers.append(marker)
             elif marker and not entry.name.startswith("."):
-                remove(entry)
+                remove_whole(entry)
                 removed.append(str(entry))
     codex_keep, codexd_keep = stores_to_keep(kept_markers)
     for store, wanted, marker_name in (
@@ -374,6 +374,15 @@ def prune(layout: Layout, keep: set[str]) -> list[str]:
                 if entry.name.startswith(".") or entry.name in wanted:
                     continue
                 if (entry / marker_name).is_file():
-                    remove(entry)
+                    remove_whole(entry)
                     removed.append(str(entry))
     return removed
+
+
+def remove_whole(entry: Path) -> None:
+    """Renamed aside first, then removed: an install killed mid-removal leaves a
+    leftover the next one sweeps, never a half-removed entry without its marker (which
+    no prune would touch again)."""
+    doomed = staging_path(entry.parent, entry.name, "old")
+    os.rename(entry, doomed)
+    remove(doomed)

@@ -319,3 +319,33 @@ def test_the_installer_and_the_codex_fetcher_need_only_the_standard_library() ->
         [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60
     )
     assert ran.returncode == 0, ran.stderr
+
+
+def test_a_prune_killed_mid_removal_leaves_only_a_leftover_the_next_sweep_takes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An install SIGKILLed while it removes an old store entry must not leave that
+    entry half-removed without its marker: no prune would ever touch it again."""
+    from supervisor import stores
+    from supervisor.standalone import CODEXD_MARKER, Layout, render_marker
+
+    layout = Layout(tmp_path / "home")
+    old = layout.codexd_store / "0.1.0-aaaaaaaaaaaa"
+    (old / "supervisor").mkdir(parents=True)
+    (old / CODEXD_MARKER).write_text(render_marker({"release": old.name}))
+    (old / "supervisor" / "x.py").write_text("")
+
+    def killed_midway(path: Path) -> None:
+        (path / CODEXD_MARKER).unlink()  # what rmtree may remove first
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(stores, "remove", killed_midway)
+    with pytest.raises(SystemExit):
+        stores.prune(layout, keep=set())
+    monkeypatch.undo()
+
+    [left] = list(layout.codexd_store.iterdir())
+    assert left.name == f".{old.name}.old.{os.getpid()}"  # a leftover, not the entry
+    monkeypatch.setattr(stores, "pid_alive", lambda pid: False)  # its install is gone
+    assert stores.sweep_leftovers([layout.codexd_store]) == [left.name]
+    assert list(layout.codexd_store.iterdir()) == []
