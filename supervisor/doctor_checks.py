@@ -263,13 +263,20 @@ def check_settings(settings: SettingsSection) -> Verdict:
 
 
 def check_persistence(
-    persistence: str | None, remote_control: bool, blocked: str | None = None
+    persistence: str | None,
+    remote_control: bool,
+    blocked: str | None = None,
+    persistence_blocker: str | None = None,
 ) -> Verdict:
-    details = {"persistence": persistence}
+    """`persistence_blocker`: why this host cannot persist; it wins over `blocked` (what
+    the install needs first), since bootstrap --persist would fail after either."""
+    details = {"persistence": persistence, "cannotPersist": persistence_blocker}
     if persistence is None:
         return warning(
             "not persisted: nothing starts after a reboot",
-            blocked or f"`{bootstrap_command(remote_control, persist=True)}`",
+            persistence_blocker
+            or blocked
+            or f"`{bootstrap_command(remote_control, persist=True)}`",
             details,
         )
     how = "a systemd user unit" if persistence == "systemd" else "a crontab @reboot line"

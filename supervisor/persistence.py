@@ -24,6 +24,7 @@ import re
 import shlex
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -140,15 +141,22 @@ def crontab_with_ours(crontab: str, home: Path, line: str) -> str:
     return crontab_without_ours(crontab, home) + line + "\n"
 
 
+NOWHERE_TO_PERSIST = (
+    "no systemd user manager answers `systemctl --user` and there is no `crontab` "
+    "command; install cron or enable a user manager (loginctl enable-linger)"
+)
+
+
+def persistence_blocker(systemd_user_manager: bool, crontab_present: bool) -> str | None:
+    """Why nothing can bring a home back after a reboot here; None: something can."""
+    return None if systemd_user_manager or crontab_present else NOWHERE_TO_PERSIST
+
+
 def choose_persistence(systemd_user_manager: bool, crontab_present: bool) -> PersistenceKind:
-    if systemd_user_manager:
-        return PersistenceKind.SYSTEMD
-    if crontab_present:
-        return PersistenceKind.CRON
-    raise DaemonError(
-        "cannot persist: no systemd user manager answers `systemctl --user` and there is "
-        "no `crontab` command; install cron or enable a user manager (loginctl enable-linger)"
-    )
+    blocker = persistence_blocker(systemd_user_manager, crontab_present)
+    if blocker is not None:
+        raise DaemonError(f"cannot persist: {blocker}")
+    return PersistenceKind.SYSTEMD if systemd_user_manager else PersistenceKind.CRON
 
 
 # -- I/O -----------------------------------------------------------------------------
@@ -160,14 +168,20 @@ class PersistenceTools:
     systemctl: str = "systemctl"
     crontab: str = "crontab"
     loginctl: str = "loginctl"
+    # $XDG_RUNTIME_DIR, where a running user manager has its socket; None: unset.
+    runtime_dir: Path | None = None
 
     @classmethod
-    def from_environment(cls, environ: dict[str, str] | None = None) -> PersistenceTools:
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> PersistenceTools:
         """`$XDG_CONFIG_HOME/systemd/user` (else ~/.config/...), where the user manager
         looks for units; the tools from PATH."""
         env = os.environ if environ is None else environ
         config = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-        return cls(unit_dir=Path(config) / "systemd" / "user")
+        runtime = env.get("XDG_RUNTIME_DIR")
+        return cls(
+            unit_dir=Path(config) / "systemd" / "user",
+            runtime_dir=Path(runtime) if runtime else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -207,6 +221,22 @@ def systemd_user_manager_runs(tools: PersistenceTools) -> bool:
 
 def crontab_present(tools: PersistenceTools) -> bool:
     return shutil.which(tools.crontab) is not None
+
+
+def user_manager_socket_present(tools: PersistenceTools) -> bool:
+    """A user manager runs, by its private socket: what `systemctl --user` connects to
+    first, looked at without starting a process (status reads this on every run)."""
+    if tools.runtime_dir is None or shutil.which(tools.systemctl) is None:
+        return False
+    return (tools.runtime_dir / "systemd" / "private").exists()
+
+
+def quick_persistence_blocker(tools: PersistenceTools) -> str | None:
+    """`persistence_blocker` from facts that cost no process, for `status`: bootstrap
+    --persist asks `systemctl --user` itself and may find a manager this misses."""
+    if crontab_present(tools):
+        return None
+    return persistence_blocker(user_manager_socket_present(tools), False)
 
 
 def read_crontab(tools: PersistenceTools) -> str:

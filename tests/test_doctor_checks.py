@@ -31,6 +31,7 @@ from supervisor.doctor_facts import (
     front_parts,
 )
 from supervisor.front import CodexdPart, CodexPart, Release, render_bin_command, render_front
+from supervisor.persistence import NOWHERE_TO_PERSIST
 from supervisor.private_dir import HOME, STATE_DIR, DirFacts
 from supervisor.standalone import DiskUsage
 from supervisor.status_facts import DiskSection
@@ -269,23 +270,31 @@ def test_the_settings_check(
 
 
 @pytest.mark.parametrize(
-    ("persistence", "remote_control", "blocked", "expected", "words"),
+    ("persistence", "remote_control", "blocked", "cannot", "expected", "words"),
     [
-        ("systemd", False, None, OK, ["systemd user unit"]),
-        ("cron", False, None, OK, ["@reboot"]),
-        (None, False, None, WARNING, ["`codexd bootstrap --persist`"]),
-        (None, True, None, WARNING, ["`codexd bootstrap --remote-control --persist`"]),
-        (None, True, "install first", WARNING, ["install first"]),
+        ("systemd", False, None, None, OK, ["systemd user unit"]),
+        ("cron", False, None, None, OK, ["@reboot"]),
+        (None, False, None, None, WARNING, ["`codexd bootstrap --persist`"]),
+        (None, True, None, None, WARNING, ["`codexd bootstrap --remote-control --persist`"]),
+        (None, True, "install first", None, WARNING, ["install first"]),
+        # Nothing here could persist: what is missing, not a bootstrap that would fail.
+        (None, True, None, NOWHERE_TO_PERSIST, WARNING, ["loginctl enable-linger"]),
+        (None, True, "install first", NOWHERE_TO_PERSIST, WARNING, ["install cron"]),
+        ("cron", False, None, NOWHERE_TO_PERSIST, OK, ["@reboot"]),
     ],
 )
 def test_the_persistence_check(
     persistence: str | None,
     remote_control: bool,
     blocked: str | None,
+    cannot: str | None,
     expected: CheckStatus,
     words: list[str],
 ) -> None:
-    judged(check_persistence(persistence, remote_control, blocked), expected, *words)
+    verdict = check_persistence(persistence, remote_control, blocked, cannot)
+    judged(verdict, expected, *words)
+    if cannot is not None and persistence is None:
+        assert verdict.remediation == NOWHERE_TO_PERSIST
 
 
 USAGE = DiskUsage(releases=1024, codex=400 * 1024**2, codexd=20 * 1024**2)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from supervisor.errors import DaemonError
 from supervisor.paths import HomePaths
 from supervisor.persistence import (
+    NOWHERE_TO_PERSIST,
     PersistenceKind,
     PersistenceTools,
     choose_persistence,
@@ -23,6 +25,8 @@ from supervisor.persistence import (
     home_tag,
     persist,
     persisted_kind,
+    persistence_blocker,
+    quick_persistence_blocker,
     systemd_quote,
     unit_name,
     unit_text,
@@ -136,8 +140,48 @@ def test_choose_persistence(systemd: bool, cron: bool, expected: PersistenceKind
 
 
 def test_choose_persistence_without_either_is_an_error() -> None:
-    with pytest.raises(DaemonError, match="cannot persist"):
+    with pytest.raises(DaemonError, match="cannot persist") as raised:
         choose_persistence(False, False)
+    assert str(raised.value) == f"cannot persist: {NOWHERE_TO_PERSIST}"
+
+
+@pytest.mark.parametrize(
+    ("systemd", "cron", "expected"),
+    [
+        (True, True, None),
+        (True, False, None),
+        (False, True, None),
+        (False, False, NOWHERE_TO_PERSIST),
+    ],
+)
+def test_persistence_blocker(systemd: bool, cron: bool, expected: str | None) -> None:
+    assert persistence_blocker(systemd, cron) == expected
+
+
+@pytest.mark.parametrize(
+    ("cron", "systemctl", "socket", "expected"),
+    [
+        (True, False, False, None),
+        (False, True, True, None),  # a user manager's socket, and systemctl to reach it
+        (False, True, False, NOWHERE_TO_PERSIST),
+        (False, False, True, NOWHERE_TO_PERSIST),  # a socket, but no systemctl
+    ],
+)
+def test_the_quick_persistence_blocker_runs_nothing(
+    tmp_path: Path, cron: bool, systemctl: bool, socket: bool, expected: str | None
+) -> None:
+    bin_dir = fake_tools(tmp_path, user_manager=True, cron=cron)
+    runtime = tmp_path / "run"
+    if socket:
+        (runtime / "systemd").mkdir(parents=True)
+        (runtime / "systemd" / "private").touch()
+    tools = replace(
+        tools_in(tmp_path, bin_dir),
+        systemctl=str(bin_dir / "systemctl") if systemctl else str(tmp_path / "none"),
+        runtime_dir=runtime,
+    )
+    assert quick_persistence_blocker(tools) == expected
+    assert calls(tmp_path) == []  # not even `systemctl --user`
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is absent")
@@ -330,6 +374,34 @@ def test_bootstrap_persist_with_nowhere_to_persist_fails_after_bootstrapping(
     assert result.returncode == 1
     assert result.stdout == ""
     assert "bootstrapped, but not persisted" in result.stderr
+    assert NOWHERE_TO_PERSIST in result.stderr
+
+
+def test_status_and_doctor_say_what_is_missing_where_nothing_can_persist(
+    home: Home, tmp_path: Path
+) -> None:
+    bin_dir = tmp_path / "empty-bin"
+    bin_dir.mkdir()
+    env = {"PATH": str(bin_dir), "XDG_RUNTIME_DIR": "", "XDG_CONFIG_HOME": str(tmp_path)}
+    home.ok("start", env=env)
+
+    hints = home.ok("status", "--json", env=env)["hints"]
+    [release] = [hint for hint in hints if hint["section"] == "release"]
+    assert release["command"] is None
+    assert release["text"].endswith(NOWHERE_TO_PERSIST)
+    assert "--persist" not in home.run("status", env=env).stdout
+
+    check = home.run("doctor", "--json", env=env).json["checks"]["persistence"]
+    assert check["remediation"] == NOWHERE_TO_PERSIST
+
+
+def test_status_suggests_persisting_where_cron_is(home: Home, tmp_path: Path) -> None:
+    env = persist_env(home, tmp_path, user_manager=False)
+    home.ok("start", env=env)
+    hints = home.ok("status", "--json", env=env)["hints"]
+    assert {"section": "release", "command": "codexd bootstrap --persist"}.items() <= next(
+        hint for hint in hints if hint["section"] == "release"
+    ).items()
 
 
 def test_the_boot_time_bootstrap_keeps_a_remote_control_change_made_after_persisting(
