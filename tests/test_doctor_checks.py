@@ -29,6 +29,7 @@ from supervisor.doctor_facts import (
     FrontParts,
     InstallFacts,
     front_parts,
+    served_home,
 )
 from supervisor.front import CodexdPart, CodexPart, Release, render_bin_command, render_front
 from supervisor.persistence import NOWHERE_TO_PERSIST
@@ -218,7 +219,14 @@ COMMAND = CommandFacts(
     path_finds="/u/.local/bin/codexd",
     finds_this=True,
     running="/u/.local/bin/codexd",
+    home=Path("/h"),
+    serves=Path("/h"),
+    serves_expected=EXPECTED_COMMAND,
 )
+MAIN_HOME = {  # the command serves the main home; doctor looks at a second one
+    "home": Path("/second"),
+    "expected": render_bin_command(Path("/second")),
+}
 
 
 @pytest.mark.parametrize(
@@ -227,7 +235,18 @@ COMMAND = CommandFacts(
         ({}, OK, ["/u/.local/bin/codexd, on PATH"]),
         ({"text": None}, WARNING, ["no codexd command", "install.sh", "CODEXD_BIN_DIR"]),
         ({"text": "#!/bin/sh\nexec mine\n"}, WARNING, ["not written by install.sh"]),
-        ({"text": render_bin_command(Path("/other"))}, WARNING, ["another home"]),
+        # A second home: the command serves the main one, which is not for this check to
+        # change (rerunning install.sh here would point `codexd` away from it).
+        (MAIN_HOME, OK, ["serves /h", "CODEX_HOME=/second codexd", "CODEXD_BIN_DIR"]),
+        ({**MAIN_HOME, "on_path": False}, WARNING, ["is not on PATH"]),
+        (
+            {**MAIN_HOME, "text": EXPECTED_COMMAND + "# older\n"},
+            WARNING,
+            ["older install.sh", "CODEX_HOME=/h sh install.sh"],
+        ),
+        # The command serves this home, but not as install.sh writes it now.
+        ({"text": EXPECTED_COMMAND + "# older\n"}, WARNING, ["older install.sh", "this home"]),
+        ({"text": EXPECTED_COMMAND + "# older\n", "serves": None}, WARNING, ["older install.sh"]),
         ({"on_path": False}, WARNING, ['export PATH="/u/.local/bin:$PATH"']),
         ({"path_finds": "/usr/bin/codexd", "finds_this": False}, WARNING, ["/usr/bin/codexd"]),
     ],
@@ -235,7 +254,22 @@ COMMAND = CommandFacts(
 def test_the_codexd_command_check(
     changes: dict[str, Any], expected: CheckStatus, words: list[str]
 ) -> None:
-    judged(check_codexd_command(replace(COMMAND, **changes)), expected, *words)
+    verdict = check_codexd_command(replace(COMMAND, **changes))
+    judged(verdict, expected, *words)
+    assert "CODEX_HOME=/second sh install.sh" not in str(verdict.remediation)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (render_bin_command(Path("/h")), Path("/h")),
+        (render_bin_command(Path("/a b/it's")), Path("/a b/it's")),
+        ("#!/bin/sh\nexec mine\n", None),
+        (None, None),
+    ],
+)
+def test_served_home(text: str | None, expected: Path | None) -> None:
+    assert served_home(text) == expected
 
 
 # -- settings, persistence, disk, logs, clock --------------------------------------------
