@@ -24,7 +24,7 @@ from supervisor import config
 from supervisor.control_socket import PeerCredentials
 from supervisor.front import render_bin_command
 from supervisor.identity import BOOT_ID_FILE, command_line
-from supervisor.installer import resolve_source
+from supervisor.installer import local_source_problem, resolve_source
 from supervisor.paths import HomePaths
 from supervisor.private_dir import (
     HOME,
@@ -238,6 +238,7 @@ class SourceFacts:
     npm_version: str | None = None
     npm_error: str | None = None
     codex_file_present: bool | None = None  # for a path: source
+    codexd_problem: str | None = None  # why codexd's installer cannot run (gone, no install.sh)
 
 
 def _source_environment(updater_pid: int | None) -> dict[str, str]:
@@ -278,8 +279,9 @@ def gather_sources(paths: HomePaths, updater_pid: int | None) -> SourceFacts:
     environ = _source_environment(updater_pid)
     codexd = resolve_source(paths, environ)
     present: bool | None = None
+    problem = None if codexd is None else local_source_problem(codexd)
     if codexd is not None and not codexd.location.startswith("https://"):
-        present = (Path(codexd.location) / "install.sh").is_file()
+        present = problem is None
     record = layout_of(paths).record("codex-source")
     npm = shutil.which("npm", path=environ.get("PATH"))
     if environ.get(config.CODEX_SOURCE_ENV):
@@ -298,6 +300,7 @@ def gather_sources(paths: HomePaths, updater_pid: int | None) -> SourceFacts:
         codexd=codexd,
         codexd_from_env=bool(environ.get(config.CHANNEL_ENV)),
         codexd_present=present,
+        codexd_problem=problem,
         codex=codex,
         codex_origin=origin,
         npm=npm,

@@ -6,6 +6,7 @@ update` in the foreground."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from supervisor import config
 from supervisor.paths import HomePaths
@@ -33,6 +34,31 @@ def installer_command(source: ReleaseSource) -> list[str]:
         )
         return ["sh", "-c", fetch, "sh", source.location]
     return ["sh", "-c", 'sh < "$1/install.sh"', "sh", source.location]
+
+
+NEW_SOURCE_REMEDY = (
+    "run `sh install.sh` once from a codexd checkout (or with CODEXD_CHANNEL=<channel>) "
+    "to record a new source"
+)
+
+
+def source_problem(
+    source: ReleaseSource, directory_exists: bool, script_exists: bool
+) -> str | None:
+    """Why the installer of a local channel or checkout cannot run (pure); None: it can."""
+    if not directory_exists:
+        return f"the {source.kind} {source.location} is gone"
+    if not script_exists:
+        return f"the {source.kind} {source.location} has no install.sh"
+    return None
+
+
+def local_source_problem(source: ReleaseSource) -> str | None:
+    """`source_problem` of a directory source; an https:// channel is not fetched."""
+    if source.location.startswith("https://"):
+        return None
+    directory = Path(source.location)
+    return source_problem(source, directory.is_dir(), (directory / "install.sh").is_file())
 
 
 def resolve_source(paths: HomePaths, environ: dict[str, str]) -> ReleaseSource | None:

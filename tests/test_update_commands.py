@@ -146,6 +146,26 @@ def test_a_failing_installer_fails_update_and_changes_nothing(
     assert passed is not None and passed["installer"] == "failed"
 
 
+def test_update_from_a_gone_checkout_fails_first_naming_it(installed: Home, tmp_path: Path) -> None:
+    gone = tmp_path / "moved-away-checkout"
+    (installed.paths.standalone_dir / "source").write_text(f"checkout {gone}\n")
+    installed.env.pop("CODEXD_CHANNEL", None)
+    before = managed_digest(installed)
+
+    result = installed.run("update")
+
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = result.stderr.splitlines()  # one line, and no sh "cannot open"
+    assert f"the checkout {gone} is gone" in line
+    assert "sh install.sh` once from a codexd checkout" in line
+    assert managed_digest(installed) == before
+    passed = last_pass(installed)
+    assert passed is not None and passed["installer"] == "noSource"
+    source = installed.run("doctor", "--json").json["checks"]["updater.source"]
+    assert source["status"] == "warning"
+    assert f"the checkout {gone} is gone" in source["summary"], source
+
+
 # -- rollback --------------------------------------------------------------------------
 
 
