@@ -70,10 +70,20 @@ def resolve_source(paths: HomePaths, environ: dict[str, str]) -> ReleaseSource |
     return read_source(paths)
 
 
+# Set for the installer `codexd update` and the updater run, which restart the
+# app-server themselves: install.py then leaves out its "the running app-server stays
+# on release ..." notice. Internal (not in the README's table): not for users to set.
+UNDER_UPDATE_ENV = "CODEXD_INSTALL_UNDER_UPDATE"
+
+
 def installer_environment(paths: HomePaths, source: ReleaseSource) -> dict[str, str]:
     """This process's environment (CODEXD_CODEX_SOURCE and the rest pass through),
     pinned to the home and the channel."""
-    env = {**child_environment(), config.CODEX_HOME_ENV: str(paths.home)}
+    env = {
+        **child_environment(),
+        config.CODEX_HOME_ENV: str(paths.home),
+        UNDER_UPDATE_ENV: "1",
+    }
     if source.kind == "channel":
         env[config.CHANNEL_ENV] = source.location
     return env

@@ -69,10 +69,14 @@ def test_update_installs_a_new_release_and_restarts_an_idle_app_server(
     }
     publish_artifact(channel, releases.v2)
 
-    updated = installed.ok("update")
+    result = installed.run("update")
 
+    updated = result.json
     assert updated["status"] == "updated"
     assert updated["appServerRestarted"] is True and updated["restartDeferred"] is False
+    # install.sh's own notice that the app-server stays on v1 would be wrong here.
+    assert "install.sh: installed release 0.2.0-" in result.stderr
+    assert "stays on release" not in result.stderr
     assert updated["installedVersion"] == "0.2.0" and updated["runningVersion"] == "0.2.0"
     assert updated["managedCodexPath"] == str(installed.paths.managed_binary)
     assert updated["release"].startswith("0.2.0-")
