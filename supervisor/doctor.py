@@ -215,7 +215,9 @@ CHECKS = (
         "persistence",
         "system",
         ("persistence",),
-        lambda f: check_persistence(f.report.persistence, f.remote_control, f.blocked),
+        lambda f: check_persistence(
+            f.report.persistence, f.remote_control, f.blocked, f.report.persistence_blocker
+        ),
     ),
     Check("disk", "disk", ("disk",), lambda f: check_disk(f.report.disk)),
     Check(

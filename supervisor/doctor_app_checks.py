@@ -14,6 +14,7 @@ from supervisor.control_socket import PeerCredentials, Unreachable
 from supervisor.decisions import WorkerState
 from supervisor.doctor_checks import INSTALL_REMEDY, Verdict, fail, ok, refused_dir, warning
 from supervisor.doctor_facts import SocketFacts, SourceFacts, dir_details
+from supervisor.installer import NEW_SOURCE_REMEDY
 from supervisor.locks import LockHolder
 from supervisor.private_dir import SOCKET_DIR, DirVerdict, judge_dir
 from supervisor.procfs import count_processes
@@ -363,14 +364,8 @@ def check_sources(source: SourceFacts) -> Verdict:
             )
         )
         codexd_text = "codexd from nowhere"
-    elif source.codexd_present is False:
-        problems.append(
-            (
-                f"the {codexd.kind} {codexd.location} has no install.sh",
-                f"rerun `{INSTALL_COMMAND}` from where codexd lives now, or set "
-                f"{config.CHANNEL_ENV}",
-            )
-        )
+    elif source.codexd_problem is not None:
+        problems.append((source.codexd_problem, NEW_SOURCE_REMEDY))
         codexd_text = ""
     else:
         checked = " (not checked: doctor uses no network)" if source.codexd_present is None else ""

@@ -6,6 +6,7 @@ that says what to do. Tables in tests/test_doctor_checks.py pin every answer."""
 from __future__ import annotations
 
 import datetime
+import shlex
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -214,9 +215,20 @@ def check_codexd_command(facts: CommandFacts) -> Verdict:
             f"move it away and rerun `{INSTALL_COMMAND}`, or set {config.BIN_DIR_ENV}",
             details,
         )
-    if facts.text != facts.expected:
+    serves_another = facts.serves is not None and facts.serves != facts.home
+    if serves_another:
+        # The user's main home, most likely: rerunning install.sh for this one would
+        # point their `codexd` away from it.
+        details["serves"] = str(facts.serves)
+        if facts.text != facts.serves_expected:
+            return warning(
+                f"{facts.command} was written by an older install.sh",
+                f"rerun `CODEX_HOME={shlex.quote(str(facts.serves))} {INSTALL_COMMAND}`",
+                details,
+            )
+    elif facts.text != facts.expected:
         return warning(
-            f"{facts.command} was written for another home (or by an older install.sh)",
+            f"{facts.command} was written by an older install.sh (or for another home)",
             f"rerun `{INSTALL_COMMAND}` for this home",
             details,
         )
@@ -230,6 +242,14 @@ def check_codexd_command(facts: CommandFacts) -> Verdict:
         return warning(
             f"`codexd` on PATH is {facts.path_finds}, not {facts.command}",
             f"put {bin_dir} earlier on PATH, or remove {facts.path_finds}",
+            details,
+        )
+    if serves_another:
+        this = shlex.quote(str(facts.home))
+        return ok(
+            f"{facts.command}, on PATH, serves {facts.serves}; for this home use "
+            f"`CODEX_HOME={this} codexd ...`, or set {config.BIN_DIR_ENV} when installing "
+            "a codexd command for it",
             details,
         )
     return ok(f"{facts.command}, on PATH", details)
@@ -263,13 +283,20 @@ def check_settings(settings: SettingsSection) -> Verdict:
 
 
 def check_persistence(
-    persistence: str | None, remote_control: bool, blocked: str | None = None
+    persistence: str | None,
+    remote_control: bool,
+    blocked: str | None = None,
+    persistence_blocker: str | None = None,
 ) -> Verdict:
-    details = {"persistence": persistence}
+    """`persistence_blocker`: why this host cannot persist; it wins over `blocked` (what
+    the install needs first), since bootstrap --persist would fail after either."""
+    details = {"persistence": persistence, "cannotPersist": persistence_blocker}
     if persistence is None:
         return warning(
             "not persisted: nothing starts after a reboot",
-            blocked or f"`{bootstrap_command(remote_control, persist=True)}`",
+            persistence_blocker
+            or blocked
+            or f"`{bootstrap_command(remote_control, persist=True)}`",
             details,
         )
     how = "a systemd user unit" if persistence == "systemd" else "a crontab @reboot line"

@@ -10,6 +10,8 @@ process it may start is `npm --version`.
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import stat
 import sys
@@ -22,7 +24,7 @@ from supervisor import config
 from supervisor.control_socket import PeerCredentials
 from supervisor.front import render_bin_command
 from supervisor.identity import BOOT_ID_FILE, command_line
-from supervisor.installer import resolve_source
+from supervisor.installer import local_source_problem, resolve_source
 from supervisor.paths import HomePaths
 from supervisor.private_dir import (
     HOME,
@@ -144,6 +146,24 @@ class CommandFacts:
     path_finds: str | None  # what `codexd` on PATH is
     finds_this: bool  # ... and it is `command`
     running: str  # the codexd running this doctor
+    home: Path = Path()  # the home doctor looks at
+    serves: Path | None = None  # the home the command serves; None: cannot tell
+    serves_expected: str = ""  # what install.sh writes there for that home
+
+
+_SERVED_HOME = re.compile(r'^if \[ -z "\$\{CODEX_HOME:-\}" \]; then CODEX_HOME=(.+); export', re.M)
+
+
+def served_home(text: str | None) -> Path | None:
+    """The home a codexd command install.sh wrote serves (when CODEX_HOME is unset)."""
+    found = None if text is None else _SERVED_HOME.search(text)
+    if found is None:
+        return None
+    try:
+        words = shlex.split(found.group(1))
+    except ValueError:
+        return None
+    return Path(words[0]) if len(words) == 1 else None
 
 
 def gather_command(paths: HomePaths) -> CommandFacts:
@@ -156,14 +176,19 @@ def gather_command(paths: HomePaths) -> CommandFacts:
         finds_this = found is not None and os.path.samefile(found, command)
     except OSError:
         finds_this = False
+    text = _read_small(command)
+    serves = served_home(text)
     return CommandFacts(
         command=command,
-        text=_read_small(command),
+        text=text,
         expected=render_bin_command(paths.home),
         on_path=str(bin_dir) in environ.get("PATH", "").split(os.pathsep),
         path_finds=found,
         finds_this=finds_this,
         running=sys.argv[0],
+        home=paths.home,
+        serves=serves,
+        serves_expected="" if serves is None else render_bin_command(serves),
     )
 
 
@@ -213,6 +238,7 @@ class SourceFacts:
     npm_version: str | None = None
     npm_error: str | None = None
     codex_file_present: bool | None = None  # for a path: source
+    codexd_problem: str | None = None  # why codexd's installer cannot run (gone, no install.sh)
 
 
 def _source_environment(updater_pid: int | None) -> dict[str, str]:
@@ -253,8 +279,9 @@ def gather_sources(paths: HomePaths, updater_pid: int | None) -> SourceFacts:
     environ = _source_environment(updater_pid)
     codexd = resolve_source(paths, environ)
     present: bool | None = None
+    problem = None if codexd is None else local_source_problem(codexd)
     if codexd is not None and not codexd.location.startswith("https://"):
-        present = (Path(codexd.location) / "install.sh").is_file()
+        present = problem is None
     record = layout_of(paths).record("codex-source")
     npm = shutil.which("npm", path=environ.get("PATH"))
     if environ.get(config.CODEX_SOURCE_ENV):
@@ -273,6 +300,7 @@ def gather_sources(paths: HomePaths, updater_pid: int | None) -> SourceFacts:
         codexd=codexd,
         codexd_from_env=bool(environ.get(config.CHANNEL_ENV)),
         codexd_present=present,
+        codexd_problem=problem,
         codex=codex,
         codex_origin=origin,
         npm=npm,

@@ -24,6 +24,7 @@ from supervisor.paths import HomePaths
 from supervisor.standalone import layout_of
 
 LOGIN_STATUS_TIMEOUT_SECONDS = 5.0
+MISSING_CODEX = "the codex binary is missing (see install.managed)"
 
 
 class SignIn(Enum):
@@ -32,7 +33,7 @@ class SignIn(Enum):
     OTHER = "other"  # signed in some other way
     SIGNED_OUT = "signedOut"
     UNKNOWN = "unknown"  # codex could not tell (its message says why), or could not be asked
-    NOT_ASKED = "notAsked"  # no codex to ask: the reference app-server, or not install.sh's
+    NOT_ASKED = "notAsked"  # no codex to ask: the reference app-server, not install.sh's, gone
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,9 @@ def gather_login(paths: HomePaths, front: FrontParts | None, remote_control: boo
     if front.codex is None:
         return LoginFacts(None, why_not_asked="the reference app-server needs no sign-in")
     codex = layout_of(paths).packages / front.codex
+    if not os.path.lexists(codex):
+        # install.managed reports it, with the remedy; asking would only repeat it.
+        return LoginFacts(None, why_not_asked=MISSING_CODEX)
     try:
         completed = subprocess.run(
             [str(codex), "login", "status"],

@@ -38,6 +38,7 @@ from supervisor.front import (
     render_codexd_launcher,
     render_front,
 )
+from supervisor.installer import UNDER_UPDATE_ENV
 from supervisor.release_dir import (
     InstallError,
     check_interpreter,
@@ -282,7 +283,8 @@ def install(options: Options, environ: dict[str, str]) -> None:
         finish(layout, options.home)
         say(outcome)
         running = app_server_release(options.home)
-        if running is not None and running != codexd_current_release(layout):
+        under_update = bool(environ.get(UNDER_UPDATE_ENV))  # which restarts it next
+        if not under_update and running not in (None, codexd_current_release(layout)):
             say(
                 f"the running app-server stays on release {running} until `codexd update` "
                 "or `codexd restart`, or the updater's next pass"

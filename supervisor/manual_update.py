@@ -18,10 +18,17 @@ from typing import Any
 
 from supervisor import config
 from supervisor.errors import DaemonError
-from supervisor.installer import current_source, installer_command, installer_environment
+from supervisor.installer import (
+    NEW_SOURCE_REMEDY,
+    current_source,
+    installer_command,
+    installer_environment,
+    local_source_problem,
+)
 from supervisor.lifecycle import Daemon
 from supervisor.managed import require_managed_binary
 from supervisor.paths import lock_path_for
+from supervisor.private_dir import ensure_home
 from supervisor.procfs import count_processes
 from supervisor.standalone import current_release, previous_release
 from supervisor.timestamps import timestamp
@@ -130,6 +137,8 @@ def update(
         return UpdateOutput(
             UpdateStatus.UNSUPPORTED, str(paths.managed_binary), None, None, UNSUPPORTED_MESSAGE
         )
+    # The pass record goes in the state dir, which a home never started lacks.
+    ensure_home(paths)
     last = read_last_pass(paths.updater_last_pass)
     record = PassRecord(
         number=(0 if last is None else last.number) + 1,
@@ -139,6 +148,9 @@ def update(
     before = current_release(paths)
     result, detail = run_installer_in_foreground(daemon)
     record = replace(record, installer=result, installer_detail=detail)
+    if result is InstallerResult.NO_SOURCE:
+        _write(daemon, record)
+        raise DaemonError(f"cannot update: {detail}; nothing was changed")
     if result is not InstallerResult.OK:
         _write(daemon, record)
         raise DaemonError(f"the installer failed ({detail}); nothing was changed")
@@ -188,6 +200,10 @@ def run_installer_in_foreground(daemon: Daemon) -> tuple[InstallerResult, str | 
     source = current_source(daemon.paths)
     if source is None:
         return InstallerResult.NO_SOURCE, "no release source: run install.sh once"
+    # Before running it: a gone checkout would fail with sh's "cannot open .../install.sh".
+    problem = local_source_problem(source)
+    if problem is not None:
+        return InstallerResult.NO_SOURCE, f"{problem}: {NEW_SOURCE_REMEDY}"
     timeout = config.install_timeout_seconds()
     print(f"codexd: running the installer from {source.kind} {source.location}", file=sys.stderr)
     try:

@@ -1,8 +1,8 @@
 """Bringing the daemon back after a reboot: a systemd user unit where a user manager
 runs, else an `@reboot` crontab line. Either runs
 `<managed binary> app-server daemon bootstrap --saved-remote-control` with CODEX_HOME
-set: the remote-control setting saved at boot time wins, so enabling or disabling it
-later needs no new unit.
+set, and PATH as the persisting user had it (`boot_time_path`): the remote-control setting
+saved at boot time wins, so enabling or disabling it later needs no new unit.
 
 The unit is `Type=oneshot` with `RemainAfterExit=yes`: bootstrap detaches the
 app-server and the updater and exits once they answer, which a oneshot takes as
@@ -24,6 +24,7 @@ import re
 import shlex
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -79,7 +80,25 @@ def systemd_quote(value: str, *, in_command: bool) -> str:
     return f'"{quoted}"'
 
 
-def unit_text(home: Path, managed_binary: Path) -> str:
+# What a login shell has at least; cron gives `/usr/bin:/bin` alone.
+SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
+
+
+def boot_time_path(user_path: str) -> str:
+    """The PATH the boot-time bootstrap runs with: the persisting user's, so that the
+    updater it starts finds npm, node and git where the user's shell found them (cron's
+    `/usr/bin:/bin` and the user manager's PATH miss ~/.nvm and the like), then the
+    system's directories it lacks. Only absolute directories, each once: cron starts in
+    $HOME, where a relative one would mean something else."""
+    kept: list[str] = []
+    for directory in [*user_path.split(os.pathsep), *SYSTEM_PATH]:
+        printable = not any(ord(c) < 0x20 or ord(c) == 0x7F for c in directory)
+        if directory.startswith("/") and printable and directory not in kept:
+            kept.append(directory)
+    return os.pathsep.join(kept)
+
+
+def unit_text(home: Path, managed_binary: Path, path: str) -> str:
     # systemd expands $VARIABLES in a command's arguments, not in its path.
     executable, *arguments = bootstrap_command(managed_binary)
     exec_start = " ".join(
@@ -88,7 +107,10 @@ def unit_text(home: Path, managed_binary: Path) -> str:
             *(systemd_quote(word, in_command=True) for word in arguments),
         ]
     )
-    environment = systemd_quote(f"CODEX_HOME={home}", in_command=False)
+    environment = " ".join(
+        systemd_quote(assignment, in_command=False)
+        for assignment in (f"CODEX_HOME={home}", f"PATH={path}")
+    )
     description = f"codexd app-server and updater for CODEX_HOME={home}".replace("%", "%%")
     return (
         "# Written by `codexd bootstrap --persist`; `codexd unpersist` removes it.\n"
@@ -111,11 +133,12 @@ def cron_marker(home: Path) -> str:
     return f"# {CRON_MARKER} {home_tag(home)}"
 
 
-def cron_line(home: Path, managed_binary: Path, boot_log: Path) -> str:
+def cron_line(home: Path, managed_binary: Path, boot_log: Path, path: str) -> str:
     """`@reboot` and a sh command; `%` means newline to cron, so it is escaped."""
     command = " ".join(
         [
             "umask 077;",
+            f"PATH={shlex.quote(_refuse_control_characters(path))}",
             f"CODEX_HOME={shlex.quote(_refuse_control_characters(str(home)))}",
             "exec",
             *(
@@ -140,15 +163,22 @@ def crontab_with_ours(crontab: str, home: Path, line: str) -> str:
     return crontab_without_ours(crontab, home) + line + "\n"
 
 
+NOWHERE_TO_PERSIST = (
+    "no systemd user manager answers `systemctl --user` and there is no `crontab` "
+    "command; install cron or enable a user manager (loginctl enable-linger)"
+)
+
+
+def persistence_blocker(systemd_user_manager: bool, crontab_present: bool) -> str | None:
+    """Why nothing can bring a home back after a reboot here; None: something can."""
+    return None if systemd_user_manager or crontab_present else NOWHERE_TO_PERSIST
+
+
 def choose_persistence(systemd_user_manager: bool, crontab_present: bool) -> PersistenceKind:
-    if systemd_user_manager:
-        return PersistenceKind.SYSTEMD
-    if crontab_present:
-        return PersistenceKind.CRON
-    raise DaemonError(
-        "cannot persist: no systemd user manager answers `systemctl --user` and there is "
-        "no `crontab` command; install cron or enable a user manager (loginctl enable-linger)"
-    )
+    blocker = persistence_blocker(systemd_user_manager, crontab_present)
+    if blocker is not None:
+        raise DaemonError(f"cannot persist: {blocker}")
+    return PersistenceKind.SYSTEMD if systemd_user_manager else PersistenceKind.CRON
 
 
 # -- I/O -----------------------------------------------------------------------------
@@ -160,14 +190,23 @@ class PersistenceTools:
     systemctl: str = "systemctl"
     crontab: str = "crontab"
     loginctl: str = "loginctl"
+    # $XDG_RUNTIME_DIR, where a running user manager has its socket; None: unset.
+    runtime_dir: Path | None = None
+    # The PATH written into the unit or cron line (`boot_time_path` of the user's).
+    boot_path: str = os.pathsep.join(SYSTEM_PATH)
 
     @classmethod
-    def from_environment(cls, environ: dict[str, str] | None = None) -> PersistenceTools:
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> PersistenceTools:
         """`$XDG_CONFIG_HOME/systemd/user` (else ~/.config/...), where the user manager
         looks for units; the tools from PATH."""
         env = os.environ if environ is None else environ
         config = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-        return cls(unit_dir=Path(config) / "systemd" / "user")
+        runtime = env.get("XDG_RUNTIME_DIR")
+        return cls(
+            unit_dir=Path(config) / "systemd" / "user",
+            runtime_dir=Path(runtime) if runtime else None,
+            boot_path=boot_time_path(env.get("PATH", "")),
+        )
 
 
 @dataclass(frozen=True)
@@ -209,6 +248,22 @@ def crontab_present(tools: PersistenceTools) -> bool:
     return shutil.which(tools.crontab) is not None
 
 
+def user_manager_socket_present(tools: PersistenceTools) -> bool:
+    """A user manager runs, by its private socket: what `systemctl --user` connects to
+    first, looked at without starting a process (status reads this on every run)."""
+    if tools.runtime_dir is None or shutil.which(tools.systemctl) is None:
+        return False
+    return (tools.runtime_dir / "systemd" / "private").exists()
+
+
+def quick_persistence_blocker(tools: PersistenceTools) -> str | None:
+    """`persistence_blocker` from facts that cost no process, for `status`: bootstrap
+    --persist asks `systemctl --user` itself and may find a manager this misses."""
+    if crontab_present(tools):
+        return None
+    return persistence_blocker(user_manager_socket_present(tools), False)
+
+
 def read_crontab(tools: PersistenceTools) -> str:
     """The user's crontab; empty when they have none (`crontab -l` then fails)."""
     completed = _run([tools.crontab, "-l"])
@@ -239,7 +294,7 @@ def _linger_warning(tools: PersistenceTools) -> str | None:
 
 def install_unit(paths: HomePaths, tools: PersistenceTools) -> None:
     name = unit_name(paths.home)
-    text = unit_text(paths.home, paths.managed_binary)
+    text = unit_text(paths.home, paths.managed_binary, tools.boot_path)
     try:
         tools.unit_dir.mkdir(parents=True, exist_ok=True)
         temporary = tools.unit_dir / f".{name}.{os.getpid()}.tmp"
@@ -270,7 +325,9 @@ def remove_unit(paths: HomePaths, tools: PersistenceTools) -> bool:
 
 
 def install_cron_line(paths: HomePaths, tools: PersistenceTools) -> None:
-    line = cron_line(paths.home, paths.managed_binary, paths.state_dir / BOOT_LOG_NAME)
+    line = cron_line(
+        paths.home, paths.managed_binary, paths.state_dir / BOOT_LOG_NAME, tools.boot_path
+    )
     write_crontab(tools, crontab_with_ours(read_crontab(tools), paths.home, line))
 
 

@@ -25,7 +25,7 @@ from supervisor.locks import FlockLock, LockHolder, who_holds
 from supervisor.logs import rotated_numbers, rotated_path, worker_logs
 from supervisor.managed import managed_digest, managed_version
 from supervisor.paths import HomePaths
-from supervisor.persistence import PersistenceTools, persisted_kind
+from supervisor.persistence import PersistenceTools, persisted_kind, quick_persistence_blocker
 from supervisor.pidrecord import PidRecord
 from supervisor.procfs import descendants
 from supervisor.settings import load_settings
@@ -197,12 +197,16 @@ def _log(name: str, path: Path) -> LogSection:
     return LogSection(name, path, stat.st_size, modified, rotated)
 
 
-def _persistence(paths: HomePaths, tools: PersistenceTools | None) -> str | None:
+def _persistence(paths: HomePaths, tools: PersistenceTools | None) -> tuple[str | None, str | None]:
+    """How this home comes back after a reboot, else why it cannot (None: it can)."""
+    tools = tools or PersistenceTools.from_environment()
     try:
-        kind = persisted_kind(paths, tools or PersistenceTools.from_environment())
+        kind = persisted_kind(paths, tools)
     except DaemonError:
-        return None
-    return None if kind is None else kind.value
+        kind = None
+    if kind is not None:
+        return kind.value, None
+    return None, quick_persistence_blocker(tools)
 
 
 def gather_status(paths: HomePaths, tools: PersistenceTools | None = None) -> StatusReport:
@@ -210,6 +214,7 @@ def gather_status(paths: HomePaths, tools: PersistenceTools | None = None) -> St
     timer = SectionTimer()
     settings = timer.run("settings", lambda: _settings(paths))
     previous = previous_release(paths)
+    persistence, persistence_blocker = timer.run("persistence", lambda: _persistence(paths, tools))
     return StatusReport(
         home=paths.home,
         state_dir=paths.state_dir,
@@ -232,7 +237,8 @@ def gather_status(paths: HomePaths, tools: PersistenceTools | None = None) -> St
                 else _release(paths, previous, release_binary(paths, previous))
             ),
         ),
-        persistence=timer.run("persistence", lambda: _persistence(paths, tools)),
+        persistence=persistence,
+        persistence_blocker=persistence_blocker,
         logs=timer.run(
             "logs", lambda: [_log(name, path) for name, path in worker_logs(paths).items()]
         ),

@@ -43,6 +43,8 @@ class HintFacts:
     last_pass_rolled_back: bool
     persisted: bool
     update_deferred: bool = False  # a new release waits for a busy app-server
+    # Not persisted, and `bootstrap --persist` would fail here: why, and what to install.
+    persistence_blocker: str | None = None
 
 
 def bootstrap_command(
@@ -110,7 +112,11 @@ def status_hints(facts: HintFacts) -> list[Hint]:
                     bootstrap_command(facts.remote_control, auto_update=True),
                 )
             )
-        if not facts.persisted:
+        if not facts.persisted and facts.persistence_blocker is not None:
+            hints.append(
+                Hint("release", f"to come back after a reboot: {facts.persistence_blocker}")
+            )
+        elif not facts.persisted:
             hints.append(
                 _with_command(
                     "release",

@@ -245,6 +245,8 @@ class StatusReport:
     previous: ReleaseSection | None
     persistence: str | None  # "systemd", "cron", None: not persisted
     logs: list[LogSection]
+    # Not persisted, and nothing here could persist it: why (the words bootstrap uses).
+    persistence_blocker: str | None = None
     # Who holds daemon.lock right now (a command at work, or one stopped halfway).
     operation_holders: list[LockHolder] = field(default_factory=list)
     disk: DiskSection | None = None
@@ -269,6 +271,7 @@ class StatusReport:
                 last_pass_rolled_back=outcome is PassOutcome.ROLLED_BACK,
                 update_deferred=outcome is PassOutcome.DEFERRED,
                 persisted=self.persistence is not None,
+                persistence_blocker=self.persistence_blocker,
             )
         )
 

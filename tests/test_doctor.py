@@ -109,6 +109,23 @@ def test_a_healthy_home_has_no_failing_check(home: Home, tmp_path: Path) -> None
     assert total < DOCTOR_BUDGET_MS
 
 
+def test_a_second_home_is_told_how_to_reach_it_not_to_repoint_the_codexd_command(
+    home: Home, tmp_path: Path
+) -> None:
+    install_codexd_command(home, tmp_path)  # `codexd` serves the main home
+    second = make_home(tmp_path / "second")  # empty: `CODEX_HOME=.../second codexd doctor`
+    try:
+        second.env.update({key: home.env[key] for key in ("CODEXD_BIN_DIR", "PATH")})
+        _, report = doctor_json(second)
+    finally:
+        second.cleanup()
+    check = report["checks"]["install.codexd"]
+    assert check["status"] == "ok", check
+    assert f"serves {home.path}" in check["summary"]
+    assert f"CODEX_HOME={second.path} codexd" in check["summary"]
+    assert check["details"]["serves"] == str(home.path)
+
+
 def test_the_managed_binary_runs_doctor_in_codex_grammar(home: Home) -> None:
     completed = subprocess.run(
         [str(home.paths.managed_binary), "app-server", "daemon", "doctor", "--json"],

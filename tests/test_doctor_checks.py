@@ -29,8 +29,10 @@ from supervisor.doctor_facts import (
     FrontParts,
     InstallFacts,
     front_parts,
+    served_home,
 )
 from supervisor.front import CodexdPart, CodexPart, Release, render_bin_command, render_front
+from supervisor.persistence import NOWHERE_TO_PERSIST
 from supervisor.private_dir import HOME, STATE_DIR, DirFacts
 from supervisor.standalone import DiskUsage
 from supervisor.status_facts import DiskSection
@@ -217,7 +219,14 @@ COMMAND = CommandFacts(
     path_finds="/u/.local/bin/codexd",
     finds_this=True,
     running="/u/.local/bin/codexd",
+    home=Path("/h"),
+    serves=Path("/h"),
+    serves_expected=EXPECTED_COMMAND,
 )
+MAIN_HOME = {  # the command serves the main home; doctor looks at a second one
+    "home": Path("/second"),
+    "expected": render_bin_command(Path("/second")),
+}
 
 
 @pytest.mark.parametrize(
@@ -226,7 +235,18 @@ COMMAND = CommandFacts(
         ({}, OK, ["/u/.local/bin/codexd, on PATH"]),
         ({"text": None}, WARNING, ["no codexd command", "install.sh", "CODEXD_BIN_DIR"]),
         ({"text": "#!/bin/sh\nexec mine\n"}, WARNING, ["not written by install.sh"]),
-        ({"text": render_bin_command(Path("/other"))}, WARNING, ["another home"]),
+        # A second home: the command serves the main one, which is not for this check to
+        # change (rerunning install.sh here would point `codexd` away from it).
+        (MAIN_HOME, OK, ["serves /h", "CODEX_HOME=/second codexd", "CODEXD_BIN_DIR"]),
+        ({**MAIN_HOME, "on_path": False}, WARNING, ["is not on PATH"]),
+        (
+            {**MAIN_HOME, "text": EXPECTED_COMMAND + "# older\n"},
+            WARNING,
+            ["older install.sh", "CODEX_HOME=/h sh install.sh"],
+        ),
+        # The command serves this home, but not as install.sh writes it now.
+        ({"text": EXPECTED_COMMAND + "# older\n"}, WARNING, ["older install.sh", "this home"]),
+        ({"text": EXPECTED_COMMAND + "# older\n", "serves": None}, WARNING, ["older install.sh"]),
         ({"on_path": False}, WARNING, ['export PATH="/u/.local/bin:$PATH"']),
         ({"path_finds": "/usr/bin/codexd", "finds_this": False}, WARNING, ["/usr/bin/codexd"]),
     ],
@@ -234,7 +254,22 @@ COMMAND = CommandFacts(
 def test_the_codexd_command_check(
     changes: dict[str, Any], expected: CheckStatus, words: list[str]
 ) -> None:
-    judged(check_codexd_command(replace(COMMAND, **changes)), expected, *words)
+    verdict = check_codexd_command(replace(COMMAND, **changes))
+    judged(verdict, expected, *words)
+    assert "CODEX_HOME=/second sh install.sh" not in str(verdict.remediation)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (render_bin_command(Path("/h")), Path("/h")),
+        (render_bin_command(Path("/a b/it's")), Path("/a b/it's")),
+        ("#!/bin/sh\nexec mine\n", None),
+        (None, None),
+    ],
+)
+def test_served_home(text: str | None, expected: Path | None) -> None:
+    assert served_home(text) == expected
 
 
 # -- settings, persistence, disk, logs, clock --------------------------------------------
@@ -269,23 +304,31 @@ def test_the_settings_check(
 
 
 @pytest.mark.parametrize(
-    ("persistence", "remote_control", "blocked", "expected", "words"),
+    ("persistence", "remote_control", "blocked", "cannot", "expected", "words"),
     [
-        ("systemd", False, None, OK, ["systemd user unit"]),
-        ("cron", False, None, OK, ["@reboot"]),
-        (None, False, None, WARNING, ["`codexd bootstrap --persist`"]),
-        (None, True, None, WARNING, ["`codexd bootstrap --remote-control --persist`"]),
-        (None, True, "install first", WARNING, ["install first"]),
+        ("systemd", False, None, None, OK, ["systemd user unit"]),
+        ("cron", False, None, None, OK, ["@reboot"]),
+        (None, False, None, None, WARNING, ["`codexd bootstrap --persist`"]),
+        (None, True, None, None, WARNING, ["`codexd bootstrap --remote-control --persist`"]),
+        (None, True, "install first", None, WARNING, ["install first"]),
+        # Nothing here could persist: what is missing, not a bootstrap that would fail.
+        (None, True, None, NOWHERE_TO_PERSIST, WARNING, ["loginctl enable-linger"]),
+        (None, True, "install first", NOWHERE_TO_PERSIST, WARNING, ["install cron"]),
+        ("cron", False, None, NOWHERE_TO_PERSIST, OK, ["@reboot"]),
     ],
 )
 def test_the_persistence_check(
     persistence: str | None,
     remote_control: bool,
     blocked: str | None,
+    cannot: str | None,
     expected: CheckStatus,
     words: list[str],
 ) -> None:
-    judged(check_persistence(persistence, remote_control, blocked), expected, *words)
+    verdict = check_persistence(persistence, remote_control, blocked, cannot)
+    judged(verdict, expected, *words)
+    if cannot is not None and persistence is None:
+        assert verdict.remediation == NOWHERE_TO_PERSIST
 
 
 USAGE = DiskUsage(releases=1024, codex=400 * 1024**2, codexd=20 * 1024**2)

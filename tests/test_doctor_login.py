@@ -179,6 +179,17 @@ def test_codex_is_asked_in_this_home_only_when_remote_control_is_on(tmp_path: Pa
 
 
 def test_a_codex_that_cannot_be_run_is_no_answer(tmp_path: Path) -> None:
+    fake_login_codex(tmp_path).chmod(0o644)
     facts = gather_login(HomePaths(tmp_path), FRONT, remote_control=True)
     assert facts.exit_status is None and "login status" in facts.says
     assert sign_in_of(facts) is SignIn.UNKNOWN
+
+
+def test_a_missing_codex_binary_is_not_asked_and_left_to_install_managed(
+    tmp_path: Path,
+) -> None:
+    facts = gather_login(HomePaths(tmp_path), FRONT, remote_control=True)
+    assert sign_in_of(facts) is SignIn.NOT_ASKED
+    verdict = check_login(facts, True, LOGIN)
+    assert verdict.status is CheckStatus.OK and verdict.remediation is None
+    assert verdict.summary == "not checked: the codex binary is missing (see install.managed)"

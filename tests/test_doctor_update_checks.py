@@ -13,6 +13,7 @@ from supervisor.decisions import WorkerState
 from supervisor.doctor_app_checks import check_sources, check_updater
 from supervisor.doctor_checks import CheckStatus
 from supervisor.doctor_facts import SourceFacts
+from supervisor.installer import source_problem
 from supervisor.standalone import ReleaseSource
 from supervisor.status_report import UpdaterSection, WorkerSection
 from supervisor.update_pass import InstallerResult, PassRecord, RefreshOutcome, Trigger
@@ -146,9 +147,18 @@ SOURCES = SourceFacts(
             ["no codexd release source", "install.sh"],
         ),
         (
-            {"codexd": ReleaseSource("channel", "/gone"), "codexd_present": False},
+            {
+                "codexd": ReleaseSource("channel", "/c"),
+                "codexd_present": False,
+                "codexd_problem": "the channel /c has no install.sh",
+            },
             WARNING,
-            ["/gone has no install.sh", "CODEXD_CHANNEL"],
+            ["/c has no install.sh", "CODEXD_CHANNEL", "record a new source"],
+        ),
+        (
+            {"codexd_present": False, "codexd_problem": "the checkout /src/codexd is gone"},
+            WARNING,
+            ["checkout /src/codexd is gone", "from a codexd checkout"],
         ),
         (
             {"npm": None, "npm_version": None},
@@ -172,3 +182,15 @@ def test_the_sources_check(
     changes: dict[str, Any], expected: CheckStatus, words: list[str]
 ) -> None:
     judged(check_sources(replace(SOURCES, **changes)), expected, *words)
+
+
+@pytest.mark.parametrize(
+    ("directory", "script", "expected"),
+    [
+        (True, True, None),
+        (True, False, "the checkout /x has no install.sh"),
+        (False, False, "the checkout /x is gone"),
+    ],
+)
+def test_source_problem(directory: bool, script: bool, expected: str | None) -> None:
+    assert source_problem(ReleaseSource("checkout", "/x"), directory, script) == expected

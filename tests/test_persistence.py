@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,10 @@ import pytest
 from supervisor.errors import DaemonError
 from supervisor.paths import HomePaths
 from supervisor.persistence import (
+    NOWHERE_TO_PERSIST,
     PersistenceKind,
     PersistenceTools,
+    boot_time_path,
     choose_persistence,
     cron_line,
     cron_marker,
@@ -23,6 +26,8 @@ from supervisor.persistence import (
     home_tag,
     persist,
     persisted_kind,
+    persistence_blocker,
+    quick_persistence_blocker,
     systemd_quote,
     unit_name,
     unit_text,
@@ -59,10 +64,29 @@ def test_systemd_quote_refuses_newlines() -> None:
         systemd_quote("a\nb", in_command=True)
 
 
+BOOT_PATH = "/home/me/.nvm/versions/node/v22/bin:/usr/local/bin:/usr/bin:/bin"
+
+
+@pytest.mark.parametrize(
+    ("user_path", "expected"),
+    [
+        ("", "/usr/local/bin:/usr/bin:/bin"),
+        ("/usr/bin:/bin", "/usr/bin:/bin:/usr/local/bin"),
+        ("/opt/node/bin:/usr/bin", "/opt/node/bin:/usr/bin:/usr/local/bin:/bin"),
+        # Relative and empty entries would mean cron's cwd ($HOME): dropped; repeats once.
+        (".:bin::/a:/a:/usr/local/bin", "/a:/usr/local/bin:/usr/bin:/bin"),
+        ("/a b/100%/$x:/bin", "/a b/100%/$x:/bin:/usr/local/bin:/usr/bin"),
+        ("/with\nnewline:/ok", "/ok:/usr/local/bin:/usr/bin:/bin"),
+    ],
+)
+def test_boot_time_path(user_path: str, expected: str) -> None:
+    assert boot_time_path(user_path) == expected
+
+
 def test_unit_text_bootstraps_with_the_saved_remote_control_setting() -> None:
-    text = unit_text(HOME, MANAGED)
+    text = unit_text(HOME, MANAGED, BOOT_PATH)
     assert f"ExecStart={MANAGED} app-server daemon bootstrap --saved-remote-control\n" in text
-    assert f"Environment=CODEX_HOME={HOME}\n" in text
+    assert f"Environment=CODEX_HOME={HOME} PATH={BOOT_PATH}\n" in text
     assert "Type=oneshot\n" in text
     assert "RemainAfterExit=yes\n" in text
     assert "WantedBy=default.target\n" in text
@@ -86,21 +110,23 @@ def parse_cron_line(line: str) -> tuple[str, list[str]]:
 def test_cron_line_parses_back(home: Path) -> None:
     managed = home / "packages/standalone/current/codex"
     boot_log = home / "app-server-daemon/boot.log"
-    line = cron_line(home, managed, boot_log)
+    path = f"{home}/bin:/usr/bin:/bin"
+    line = cron_line(home, managed, boot_log, path)
     assert "\n" not in line
     assert "%" not in line.replace("\\%", "")
     schedule, words = parse_cron_line(line)
     assert schedule == "@reboot"
     bootstrap = [str(managed), "app-server", "daemon", "bootstrap", "--saved-remote-control"]
     assert words == [
-        "umask", "077;", f"CODEX_HOME={home}", "exec", *bootstrap, f">>{boot_log}", "2>&1",
+        "umask", "077;", f"PATH={path}", f"CODEX_HOME={home}", "exec", *bootstrap,
+        f">>{boot_log}", "2>&1",
     ]  # fmt: skip
     assert line.endswith(cron_marker(home))
 
 
-OURS = cron_line(HOME, MANAGED, HOME / "boot.log")
+OURS = cron_line(HOME, MANAGED, HOME / "boot.log", BOOT_PATH)
 OTHER_HOME = Path("/home/me/other")
-THEIRS = cron_line(OTHER_HOME, OTHER_HOME / "codex", OTHER_HOME / "boot.log")
+THEIRS = cron_line(OTHER_HOME, OTHER_HOME / "codex", OTHER_HOME / "boot.log", BOOT_PATH)
 
 
 @pytest.mark.parametrize(
@@ -136,8 +162,48 @@ def test_choose_persistence(systemd: bool, cron: bool, expected: PersistenceKind
 
 
 def test_choose_persistence_without_either_is_an_error() -> None:
-    with pytest.raises(DaemonError, match="cannot persist"):
+    with pytest.raises(DaemonError, match="cannot persist") as raised:
         choose_persistence(False, False)
+    assert str(raised.value) == f"cannot persist: {NOWHERE_TO_PERSIST}"
+
+
+@pytest.mark.parametrize(
+    ("systemd", "cron", "expected"),
+    [
+        (True, True, None),
+        (True, False, None),
+        (False, True, None),
+        (False, False, NOWHERE_TO_PERSIST),
+    ],
+)
+def test_persistence_blocker(systemd: bool, cron: bool, expected: str | None) -> None:
+    assert persistence_blocker(systemd, cron) == expected
+
+
+@pytest.mark.parametrize(
+    ("cron", "systemctl", "socket", "expected"),
+    [
+        (True, False, False, None),
+        (False, True, True, None),  # a user manager's socket, and systemctl to reach it
+        (False, True, False, NOWHERE_TO_PERSIST),
+        (False, False, True, NOWHERE_TO_PERSIST),  # a socket, but no systemctl
+    ],
+)
+def test_the_quick_persistence_blocker_runs_nothing(
+    tmp_path: Path, cron: bool, systemctl: bool, socket: bool, expected: str | None
+) -> None:
+    bin_dir = fake_tools(tmp_path, user_manager=True, cron=cron)
+    runtime = tmp_path / "run"
+    if socket:
+        (runtime / "systemd").mkdir(parents=True)
+        (runtime / "systemd" / "private").touch()
+    tools = replace(
+        tools_in(tmp_path, bin_dir),
+        systemctl=str(bin_dir / "systemctl") if systemctl else str(tmp_path / "none"),
+        runtime_dir=runtime,
+    )
+    assert quick_persistence_blocker(tools) == expected
+    assert calls(tmp_path) == []  # not even `systemctl --user`
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is absent")
@@ -148,7 +214,7 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
     managed.write_text("#!/bin/sh\n")
     managed.chmod(0o755)
     unit = tmp_path / unit_name(home)
-    unit.write_text(unit_text(home, managed))
+    unit.write_text(unit_text(home, managed, f"{home}/bin:/usr/bin"))
     completed = subprocess.run(
         ["systemd-analyze", "verify", str(unit)],
         capture_output=True,
@@ -160,6 +226,47 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
         pytest.skip(f"systemd-analyze cannot run here: {completed.stderr.strip()}")
     assert completed.returncode == 0, completed.stderr
     assert completed.stderr == ""
+
+
+def npm_reporter(directory: Path) -> tuple[Path, Path]:
+    """A managed binary that writes where `npm` is on its PATH (as the updater would
+    find it), and a bin directory with npm in it, as nvm has."""
+    npm = directory / "nvm" / "bin" / "npm"
+    npm.parent.mkdir(parents=True)
+    npm.write_text("#!/bin/sh\necho 10.0.0\n")
+    npm.chmod(0o755)
+    managed = directory / "a home" / "current" / "codex"
+    managed.parent.mkdir(parents=True)
+    managed.write_text(f"#!/bin/sh\ncommand -v npm > {shlex.quote(str(directory / 'found'))}\n")
+    managed.chmod(0o755)
+    return managed, npm
+
+
+def test_the_boot_time_cron_command_finds_npm_where_the_user_did(tmp_path: Path) -> None:
+    managed, npm = npm_reporter(tmp_path)
+    path = boot_time_path(f"{npm.parent}:/usr/bin:/bin")
+    line = cron_line(managed.parent, managed, tmp_path / "boot.log", path)
+    command = line.split(None, 1)[1].replace("\\%", "%")
+    cron = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/sh"}  # cron's
+    subprocess.run(["/bin/sh", "-c", command], env=cron, cwd=tmp_path, timeout=30, check=True)
+    assert (tmp_path / "found").read_text() == f"{npm}\n"
+
+
+def unit_environment(text: str) -> dict[str, str]:
+    """The unit's Environment= assignments as systemd reads them (the quoting
+    `systemd_quote` writes: double quotes, backslash escapes, `%%`)."""
+    [line] = [line for line in text.splitlines() if line.startswith("Environment=")]
+    words = shlex.split(line.removeprefix("Environment="), posix=True)
+    return dict(word.replace("%%", "%").split("=", 1) for word in words)
+
+
+def test_the_unit_runs_bootstrap_with_the_users_path(tmp_path: Path) -> None:
+    managed, npm = npm_reporter(tmp_path)
+    path = boot_time_path(f"{npm.parent}:/usr/bin:/bin")
+    environment = unit_environment(unit_text(managed.parent, managed, path))
+    assert environment == {"CODEX_HOME": str(managed.parent), "PATH": path}
+    subprocess.run([str(managed)], env=environment, cwd=tmp_path, timeout=30, check=True)
+    assert (tmp_path / "found").read_text() == f"{npm}\n"
 
 
 # -- installing, through fake tools ---------------------------------------------------
@@ -227,7 +334,7 @@ def test_persist_with_a_user_manager_installs_and_enables_the_unit(tmp_path: Pat
     assert result.kind is PersistenceKind.SYSTEMD
     assert result.warning is not None and "enable-linger" in result.warning
     unit = tools.unit_dir / unit_name(paths.home)
-    assert unit.read_text() == unit_text(paths.home, paths.managed_binary)
+    assert unit.read_text() == unit_text(paths.home, paths.managed_binary, tools.boot_path)
     assert calls(tmp_path)[-2:] == ["--user daemon-reload", f"--user enable {unit.name}"]
     assert (tmp_path / "crontab").read_text() == "0 * * * * backup\n"  # an old cron line goes
     assert persisted_kind(paths, tools) is PersistenceKind.SYSTEMD
@@ -311,6 +418,7 @@ def test_bootstrap_persist_falls_back_to_cron(home: Home, tmp_path: Path) -> Non
     (line,) = (tmp_path / "fake" / "crontab").read_text().splitlines()
     _, words = parse_cron_line(line)
     assert f"CODEX_HOME={home.path}" in words
+    assert f"PATH={boot_time_path(env['PATH'])}" in words  # the PATH bootstrap ran with
     assert str(home.paths.managed_binary) in words
     assert home.ok("unpersist", env=env)["removed"] == ["cron"]
     assert (tmp_path / "fake" / "crontab").read_text() == ""
@@ -330,6 +438,34 @@ def test_bootstrap_persist_with_nowhere_to_persist_fails_after_bootstrapping(
     assert result.returncode == 1
     assert result.stdout == ""
     assert "bootstrapped, but not persisted" in result.stderr
+    assert NOWHERE_TO_PERSIST in result.stderr
+
+
+def test_status_and_doctor_say_what_is_missing_where_nothing_can_persist(
+    home: Home, tmp_path: Path
+) -> None:
+    bin_dir = tmp_path / "empty-bin"
+    bin_dir.mkdir()
+    env = {"PATH": str(bin_dir), "XDG_RUNTIME_DIR": "", "XDG_CONFIG_HOME": str(tmp_path)}
+    home.ok("start", env=env)
+
+    hints = home.ok("status", "--json", env=env)["hints"]
+    [release] = [hint for hint in hints if hint["section"] == "release"]
+    assert release["command"] is None
+    assert release["text"].endswith(NOWHERE_TO_PERSIST)
+    assert "--persist" not in home.run("status", env=env).stdout
+
+    check = home.run("doctor", "--json", env=env).json["checks"]["persistence"]
+    assert check["remediation"] == NOWHERE_TO_PERSIST
+
+
+def test_status_suggests_persisting_where_cron_is(home: Home, tmp_path: Path) -> None:
+    env = persist_env(home, tmp_path, user_manager=False)
+    home.ok("start", env=env)
+    hints = home.ok("status", "--json", env=env)["hints"]
+    assert {"section": "release", "command": "codexd bootstrap --persist"}.items() <= next(
+        hint for hint in hints if hint["section"] == "release"
+    ).items()
 
 
 def test_the_boot_time_bootstrap_keeps_a_remote_control_change_made_after_persisting(

@@ -276,7 +276,13 @@ def test_status_after_bootstrap_shows_both_workers_and_the_schedule(home: Home) 
         assert expected in text
 
 
-def test_status_says_how_to_start_what_is_not_running(home: Home) -> None:
+def test_status_says_how_to_start_what_is_not_running(home: Home, tmp_path: Path) -> None:
+    # A crontab command: this home could persist (elsewhere the hint says what is missing).
+    crontab = tmp_path / "bin" / "crontab"
+    crontab.parent.mkdir()
+    crontab.write_text("#!/bin/sh\necho 'no crontab for you' >&2; exit 1\n")
+    crontab.chmod(0o755)
+    home.env["PATH"] = f"{crontab.parent}:{home.env.get('PATH', '')}"
     home.ok("start")
     output = home.ok("status", "--json")
     assert {hint["section"]: hint["command"] for hint in output["hints"]} == {

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.decisions import WorkerState
+from supervisor.persistence import NOWHERE_TO_PERSIST
 from supervisor.status_hints import HintFacts, bootstrap_command, status_hints
 
 RUNNING, STOPPED, STALE = WorkerState.RUNNING, WorkerState.NOT_RUNNING, WorkerState.STALE
@@ -41,6 +42,9 @@ ALL_WELL = HintFacts(
             [("updater", "codexd bootstrap --remote-control")],
         ),
         ({"persisted": False}, [("release", "codexd bootstrap --persist")]),
+        # Nothing here could persist: no command that would fail, the words of what is missing.
+        ({"persisted": False, "persistence_blocker": NOWHERE_TO_PERSIST}, [("release", None)]),
+        ({"persistence_blocker": NOWHERE_TO_PERSIST}, []),  # persisted already
         # Automatic updates turned off: the hint turns them on, not a plain bootstrap.
         ({"auto_update": False}, []),
         (
@@ -111,3 +115,11 @@ def test_bootstrap_command_keeps_the_saved_setting(
     remote_control: bool, persist: bool, command: str
 ) -> None:
     assert bootstrap_command(remote_control, persist) == command
+
+
+def test_the_cannot_persist_hint_says_what_to_install() -> None:
+    [hint] = status_hints(
+        replace(ALL_WELL, persisted=False, persistence_blocker=NOWHERE_TO_PERSIST)
+    )
+    assert hint.text.endswith("install cron or enable a user manager (loginctl enable-linger)")
+    assert "--persist" not in hint.text

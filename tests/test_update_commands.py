@@ -69,10 +69,14 @@ def test_update_installs_a_new_release_and_restarts_an_idle_app_server(
     }
     publish_artifact(channel, releases.v2)
 
-    updated = installed.ok("update")
+    result = installed.run("update")
 
+    updated = result.json
     assert updated["status"] == "updated"
     assert updated["appServerRestarted"] is True and updated["restartDeferred"] is False
+    # install.sh's own notice that the app-server stays on v1 would be wrong here.
+    assert "install.sh: installed release 0.2.0-" in result.stderr
+    assert "stays on release" not in result.stderr
     assert updated["installedVersion"] == "0.2.0" and updated["runningVersion"] == "0.2.0"
     assert updated["managedCodexPath"] == str(installed.paths.managed_binary)
     assert updated["release"].startswith("0.2.0-")
@@ -144,6 +148,26 @@ def test_a_failing_installer_fails_update_and_changes_nothing(
     assert managed_digest(installed) == before
     passed = last_pass(installed)
     assert passed is not None and passed["installer"] == "failed"
+
+
+def test_update_from_a_gone_checkout_fails_first_naming_it(installed: Home, tmp_path: Path) -> None:
+    gone = tmp_path / "moved-away-checkout"
+    (installed.paths.standalone_dir / "source").write_text(f"checkout {gone}\n")
+    installed.env.pop("CODEXD_CHANNEL", None)
+    before = managed_digest(installed)
+
+    result = installed.run("update")
+
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = result.stderr.splitlines()  # one line, and no sh "cannot open"
+    assert f"the checkout {gone} is gone" in line
+    assert "sh install.sh` once from a codexd checkout" in line
+    assert managed_digest(installed) == before
+    passed = last_pass(installed)
+    assert passed is not None and passed["installer"] == "noSource"
+    source = installed.run("doctor", "--json").json["checks"]["updater.source"]
+    assert source["status"] == "warning"
+    assert f"the checkout {gone} is gone" in source["summary"], source
 
 
 # -- rollback --------------------------------------------------------------------------
