@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -160,3 +161,22 @@ def test_update_signals_the_updater_only_when_it_is_behind(shim_home: Home, tmp_
     finally:
         os.kill(pid, signal.SIGCONT)
     assert updater_ready(shim_home, starts=2) == pid
+
+
+def test_a_pass_from_a_checkout_that_is_gone_says_so(shim_home: Home, tmp_path: Path) -> None:
+    gone = tmp_path / "gone-checkout"
+    shim_home.env["CODEXD_CHANNEL"] = str(gone)
+    shim_home.ok("bootstrap")
+    pid = updater_ready(shim_home, starts=1)
+
+    os.kill(pid, signal.SIGUSR1)
+
+    def no_source() -> dict[str, Any] | None:
+        record = last_pass(shim_home)
+        return record if record and record.get("installer") == "noSource" else None
+
+    record = wait_for(no_source, timeout=PASS_TIMEOUT_SECONDS, what="the pass")
+    assert record["installerDetail"] == f"the channel {gone} is gone", record
+    log = updater_log(shim_home)
+    assert f"the channel {gone} is gone: run `sh install.sh` once" in log
+    assert "cannot open" not in log

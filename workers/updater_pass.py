@@ -21,7 +21,13 @@ from dataclasses import replace
 from supervisor import fastjson
 from supervisor.errors import DaemonError
 from supervisor.identity import identity_of
-from supervisor.installer import current_source, installer_command, installer_environment
+from supervisor.installer import (
+    NEW_SOURCE_REMEDY,
+    current_source,
+    installer_command,
+    installer_environment,
+    local_source_problem,
+)
 from supervisor.lifecycle import Daemon
 from supervisor.locks import AlreadyLocked, FlockLock
 from supervisor.managed import require_managed_binary
@@ -213,6 +219,10 @@ class UpdatePass:
         if source is None:
             self.log("no release source: run install.sh once, or set CODEXD_CHANNEL")
             return InstallerResult.NO_SOURCE, "no release source"
+        problem = local_source_problem(source)
+        if problem is not None:  # say so, not sh's "cannot open .../install.sh"
+            self.log(f"{problem}: {NEW_SOURCE_REMEDY}")
+            return InstallerResult.NO_SOURCE, problem
         command = installer_command(source)
         self.log(f"running installer from {source.kind} {source.location}")
         env = installer_environment(self.paths, source)
