@@ -72,6 +72,11 @@ class ProbeError(Exception):
         # Who accepted the connection, when one did: `version` says what it is doing.
         self.peer: PeerCredentials | None = None
 
+    def reached_listener(self) -> bool:
+        """A process listens on the socket (the kernel named it, or it accepted and
+        never answered), though no app-server answered."""
+        return self.peer is not None or self.reason is Unreachable.NO_ANSWER
+
 
 class PeerCredentials(Value):
     """Who listens on the socket, as the kernel saw it (SO_PEERCRED)."""

@@ -68,15 +68,67 @@ def is_managed(state: WorkerState) -> bool:
     return state in (WorkerState.RUNNING, WorkerState.STARTING)
 
 
-def is_unmanaged_server(state: WorkerState, socket_answers: bool) -> bool:
-    """Something answers on our socket that this daemon did not start."""
-    return socket_answers and not is_managed(state)
+class SocketHolder(Choice):
+    """Who holds the control socket, as a command that may launch over it sees it."""
+
+    MANAGED = "managed"  # our keeper runs (whatever the socket says, it is at work on it)
+    NOBODY = "nobody"  # nothing listens
+    UNMANAGED_APP_SERVER = "unmanagedAppServer"  # an app-server we did not start answers
+    NOT_AN_APP_SERVER = "notAnAppServer"  # a listener accepts, but does not answer as one
+
+
+def socket_holder(state: WorkerState, socket_answers: bool, someone_listens: bool) -> SocketHolder:
+    """`someone_listens`: the probe reached a listener (the kernel named it, or it
+    accepted and never answered) even though no app-server answered."""
+    if is_managed(state):
+        return SocketHolder.MANAGED
+    if socket_answers:
+        return SocketHolder.UNMANAGED_APP_SERVER
+    return SocketHolder.NOT_AN_APP_SERVER if someone_listens else SocketHolder.NOBODY
+
+
+class SocketUse(Choice):
+    """What a command does about the socket when no managed app-server runs."""
+
+    REPORT = "report"  # start: reports an app-server that answers, launches otherwise
+    LAUNCH = "launch"  # restart, bootstrap: launch whatever was there
+    LEAVE = "leave"  # stop, the remote-control commands, rollback: launch nothing
+
+
+class HolderAction(Choice):
+    PROCEED = "proceed"
+    REFUSE = "refuse"
+    TAKE_OVER = "takeOver"
+
+
+def holder_action(holder: SocketHolder, use: SocketUse, takeover: bool) -> HolderAction:
+    """Before a command acts: a holder it would launch over (and fail against) is
+    refused before anything is stopped or launched, or, with --takeover, stopped."""
+    if holder in (SocketHolder.MANAGED, SocketHolder.NOBODY):
+        return HolderAction.PROCEED
+    if takeover:
+        return HolderAction.TAKE_OVER
+    if holder is SocketHolder.UNMANAGED_APP_SERVER:
+        # start reports it as running; any other command would be acting on a server
+        # it does not manage.
+        return HolderAction.PROCEED if use is SocketUse.REPORT else HolderAction.REFUSE
+    # No app-server answers: only a command that launches one runs into it.
+    return HolderAction.PROCEED if use is SocketUse.LEAVE else HolderAction.REFUSE
+
+
+def listener_is_ours(managed: bool, listener_pid: int, app_server_pid: int | None) -> bool:
+    """Whether the process the kernel names on the socket is the keeper's app-server
+    (`app_server_pid`: the record's, None while the keeper has not named one)."""
+    return managed and app_server_pid in (None, listener_pid)
 
 
 class StartAction(Choice):
-    REPORT_RUNNING = "reportRunning"
+    REPORT_RUNNING = "reportRunning"  # an app-server answers: alreadyRunning
+    # Our keeper is at work (starting, or waiting out a restart delay) and nothing
+    # answers: to a client nothing was running, so `started` with the keeper's pid
+    # once it answers.
     WAIT_UNTIL_READY = "waitUntilReady"
-    LAUNCH = "launch"
+    LAUNCH = "launch"  # started, with the new keeper's pid
 
 
 def start_action(state: WorkerState, socket_answers: bool) -> StartAction:

@@ -28,10 +28,10 @@ from supervisor.control_socket import (
     unreachable_message,
 )
 from supervisor.decisions import (
+    SocketUse,
     StartAction,
     WorkerState,
     is_managed,
-    is_unmanaged_server,
     remote_control_plan,
     start_action,
 )
@@ -52,7 +52,7 @@ from supervisor.paths import HomePaths
 from supervisor.pidrecord import PidRecord
 from supervisor.settings import Settings, load_settings, save_settings
 from supervisor.statefile import StateFileError, prepare_state_dir
-from supervisor.takeover import identify, refusal, take_over
+from supervisor.takeover import clear_socket, foreign_listener
 from supervisor.worker_control import is_codexd_release
 from supervisor.worker_launch import (
     AppServerExited,
@@ -60,6 +60,7 @@ from supervisor.worker_launch import (
     hurry_keeper,
     launch_app_server,
     launch_updater,
+    require_launchable,
     wait_until_ready,
 )
 from supervisor.worker_state import Observation, observe_worker
@@ -133,32 +134,35 @@ class Daemon:
     def start(self, takeover: bool = False) -> LifecycleOutput:
         with self.operation_lock():
             settings = self.load_settings()
-            if takeover:
-                self.refuse_unmanaged(takeover=True)
             observation = self.observe()
-            info = self.try_probe()
+            managed = is_managed(observation.state)
+            info = (
+                self.try_probe()
+                if managed
+                else self.refuse_unmanaged(takeover, SocketUse.REPORT, observation.state)
+            )
             action = start_action(observation.state, info is not None)
             if action is StartAction.REPORT_RUNNING:
                 assert info is not None
-                return self.lifecycle_output(
-                    LifecycleStatus.ALREADY_RUNNING, is_managed(observation.state), info
-                )
+                return self.lifecycle_output(LifecycleStatus.ALREADY_RUNNING, managed, info)
             record = self.running_record() if action is StartAction.WAIT_UNTIL_READY else None
             if record is not None:
                 hurry_keeper(self.paths, record)
                 try:
                     info = wait_until_ready(self.paths, record.pid)
-                    return self.lifecycle_output(LifecycleStatus.ALREADY_RUNNING, True, info)
+                    # Nothing answered when asked: to the client, it started now.
+                    return self.lifecycle_output(LifecycleStatus.STARTED, True, info, record.pid)
                 except AppServerExited:
                     pass  # it was on its way out (a stop, a kill by hand): start anew
+            self.require_launchable()
             pid, info = self.launch_app_server(settings)
             return self.lifecycle_output(LifecycleStatus.STARTED, True, info, pid)
 
     def restart(self, takeover: bool = False) -> LifecycleOutput:
         with self.operation_lock():
             settings = self.load_settings()
-            self.refuse_unmanaged(takeover)
-            require_managed_binary(self.paths.managed_binary)
+            self.require_launchable()
+            self.refuse_unmanaged(takeover, SocketUse.LAUNCH)
             self.stop_app_server()
             pid, info = self.launch_app_server(settings)
             return self.lifecycle_output(LifecycleStatus.RESTARTED, True, info, pid)
@@ -182,8 +186,11 @@ class Daemon:
             if observation is not None and observation.state is WorkerState.FAILED:
                 assert observation.record is not None
                 raise DaemonError(failure_message(self.paths, observation.record)) from error
+            foreign = foreign_listener(error, observation)
+            if foreign is not None:
+                raise DaemonError(foreign) from error
             # Nothing listens because our keeper is at work on it: say so. Anything else
-            # seen there (a foreign listener, a hang) says more than the keeper can.
+            # seen there (a hang, a refusal) says more than the keeper can.
             at_work = (
                 keeper_at_work(observation) if error.reason is Unreachable.NOT_LISTENING else None
             )
@@ -204,12 +211,13 @@ class Daemon:
                 wanted,
                 None if running is None else bool(running.remote_control_enabled),
             )
+            if plan.restart_server:
+                self.require_launchable()  # before anything changes
             if plan.save_setting:
                 settings = settings.with_remote_control(wanted)
                 save_settings(self.paths.settings_file, settings)
             info: ProbeInfo | None = None
             if plan.restart_server:
-                require_managed_binary(self.paths.managed_binary)
                 self.stop_app_server()
                 _, info = self.launch_app_server(settings)
             elif running is not None:
@@ -244,7 +252,8 @@ class Daemon:
                 settings = settings.with_remote_control(remote_control)
             if auto_update is not None:
                 settings = settings.with_auto_update(auto_update)
-            self.refuse_unmanaged(takeover)
+            self.require_launchable()
+            self.refuse_unmanaged(takeover, SocketUse.LAUNCH)
             save_settings(self.paths.settings_file, settings)
             self.stop_app_server()
             _, info = self.launch_app_server(settings)
@@ -292,21 +301,22 @@ class Daemon:
         except DaemonError as error:
             raise DaemonError(f"bootstrapped, but not persisted: {error}") from error
 
-    def refuse_unmanaged(self, takeover: bool = False) -> None:
-        """Refuse when an app-server codexd did not start answers on the socket, naming
-        it; with `takeover`, stop it instead (see supervisor/takeover.py)."""
-        # Our own server needs no probe: only a socket we do not account for does.
-        state = self.observe().state if self.paths.state_dir.is_dir() else WorkerState.NOT_RUNNING
+    def refuse_unmanaged(
+        self,
+        takeover: bool = False,
+        use: SocketUse = SocketUse.LEAVE,
+        state: WorkerState | None = None,
+    ) -> ProbeInfo | None:
+        """Before anything is stopped or launched: refuse a listener codexd did not
+        start that this command would act on or launch into, naming it; with
+        `takeover`, stop it instead (see supervisor/takeover.py). The answer of an
+        unmanaged app-server `start` reports; None otherwise."""
+        if state is None:
+            observed = self.paths.state_dir.is_dir()
+            state = self.observe().state if observed else WorkerState.NOT_RUNNING
         if is_managed(state):
-            return
-        info = self.try_probe()
-        if not is_unmanaged_server(state, info is not None):
-            return
-        assert info is not None
-        server = identify(self.paths.socket_path, info)
-        if not takeover:
-            raise DaemonError(refusal(server))
-        take_over(server, config.stop_grace_seconds())
+            return None  # our own server needs no probe: only a socket we do not account for
+        return clear_socket(self.paths.socket_path, state, use, takeover)
 
     # The steps other callers compose (updates.py, manual_update.py, the workers), here
     # where they find them; worker_launch.py and worker_stop.py carry them out.
@@ -315,6 +325,11 @@ class Daemon:
         self, while_detaching: contextlib.AbstractContextManager[object] | None = None
     ) -> int:
         return launch_updater(self.paths, while_detaching)
+
+    def require_launchable(self) -> None:
+        """The managed binary and every part its release runs are there: checked
+        before a running app-server is stopped for a launch that could not succeed."""
+        require_launchable(self.paths)
 
     def launch_app_server(self, settings: Settings) -> tuple[int, ProbeInfo]:
         return launch_app_server(self.paths, settings)

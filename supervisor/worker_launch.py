@@ -32,6 +32,9 @@ from supervisor.worker_control import (
 )
 from supervisor.worker_stop import clear_record
 
+# A release's front is a short script; the real codex binary (hundreds of MB) is not one.
+FRONT_MAX_BYTES = 64 * 1024
+
 
 class AppServerExited(DaemonError):
     """The keeper exited before its app-server answered."""
@@ -58,6 +61,29 @@ def launch_updater(
         [str(managed), *UPDATER_ARGS],
         while_detaching=while_detaching,
     )
+
+
+def require_launchable(paths: HomePaths) -> Path:
+    """The resolved managed binary, once it and every part its release's front runs
+    are there (release_parts.py, doctor's "incomplete"); an error naming what is
+    missing and the repair otherwise. Cheap: the front's text and a stat per part."""
+    managed = require_managed_binary(paths.managed_binary)
+    from supervisor.release_parts import front_parts, missing_parts  # launching only
+    from supervisor.standalone import layout_of
+
+    try:
+        with open(managed, "rb") as front:
+            text = front.read(FRONT_MAX_BYTES).decode(errors="replace")
+    except OSError:
+        return managed  # launching says what is wrong with it
+    parts = front_parts(text)
+    missing = () if parts is None else missing_parts(layout_of(paths).packages, parts)
+    if missing:
+        raise DaemonError(
+            f"release {managed.parent.name} is incomplete: missing {', '.join(missing)}; "
+            "repair it with `sh install.sh`, then rerun this command (nothing was stopped)"
+        )
+    return managed
 
 
 def launch_app_server(paths: HomePaths, settings: Settings) -> tuple[int, ProbeInfo]:

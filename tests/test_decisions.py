@@ -13,18 +13,23 @@ from pathlib import Path
 import pytest
 
 from supervisor.decisions import (
+    HolderAction,
     RemoteControlPlan,
     RemoteControlStatus,
+    SocketHolder,
+    SocketUse,
     StartAction,
     StopStep,
     WorkerFacts,
     WorkerState,
     classify_worker,
+    holder_action,
     is_managed,
-    is_unmanaged_server,
     keeper_at_work_message,
+    listener_is_ours,
     next_stop_step,
     remote_control_plan,
+    socket_holder,
     start_action,
 )
 from supervisor.managed import parse_version_output
@@ -89,7 +94,7 @@ def test_is_managed_only_for_a_held_lock_with_a_usable_record(
     assert is_managed(state) is managed
 
 
-# -- start_action and is_unmanaged_server -------------------------------------------------
+# -- start_action, socket_holder and holder_action -------------------------------------------------
 
 # UNREADABLE is left out on purpose: observe_worker raises an error naming the record
 # before either function can be asked about it.
@@ -112,23 +117,78 @@ def test_start_action_reports_waits_or_launches(
     assert start_action(state, socket_answers) is expected
 
 
-UNMANAGED_TABLE = [
-    (WorkerState.NOT_RUNNING, True, True),
-    (WorkerState.STALE, True, True),
-    (WorkerState.STARTING, True, False),
-    (WorkerState.RUNNING, True, False),
-    (WorkerState.NOT_RUNNING, False, False),
-    (WorkerState.STALE, False, False),
-    (WorkerState.STARTING, False, False),
-    (WorkerState.RUNNING, False, False),
+H, U, A = SocketHolder, SocketUse, HolderAction
+# (state, socket_answers, someone_listens) -> holder. A managed app-server is ours
+# whatever the socket shows (its keeper is at work on it).
+HOLDER_TABLE = [
+    (state, answers, listens, H.MANAGED)
+    for state in (WorkerState.STARTING, WorkerState.RUNNING)
+    for answers in (False, True)
+    for listens in (False, True)
+] + [
+    (state, answers, listens, holder)
+    for state in (WorkerState.NOT_RUNNING, WorkerState.STALE, WorkerState.FAILED)
+    for answers, listens, holder in [
+        (True, False, H.UNMANAGED_APP_SERVER),
+        (True, True, H.UNMANAGED_APP_SERVER),
+        (False, True, H.NOT_AN_APP_SERVER),
+        (False, False, H.NOBODY),
+    ]
 ]
 
 
-@pytest.mark.parametrize(("state", "socket_answers", "unmanaged"), UNMANAGED_TABLE)
-def test_is_unmanaged_server_only_when_something_answers_that_we_did_not_start(
-    state: WorkerState, socket_answers: bool, unmanaged: bool
+@pytest.mark.parametrize(("state", "answers", "listens", "holder"), HOLDER_TABLE)
+def test_socket_holder(
+    state: WorkerState, answers: bool, listens: bool, holder: SocketHolder
 ) -> None:
-    assert is_unmanaged_server(state, socket_answers) is unmanaged
+    assert socket_holder(state, answers, listens) is holder
+
+
+# (holder, use, takeover) -> action: every combination.
+HOLDER_ACTION_TABLE = [
+    *[(h, u, t, A.PROCEED) for h in (H.MANAGED, H.NOBODY) for u in U for t in (False, True)],
+    *[(h, u, True, A.TAKE_OVER) for h in (H.UNMANAGED_APP_SERVER, H.NOT_AN_APP_SERVER) for u in U],
+    # start reports an app-server that answers; the others would act on it: refused.
+    (H.UNMANAGED_APP_SERVER, U.REPORT, False, A.PROCEED),
+    (H.UNMANAGED_APP_SERVER, U.LAUNCH, False, A.REFUSE),
+    (H.UNMANAGED_APP_SERVER, U.LEAVE, False, A.REFUSE),
+    # No app-server answers: a command that would launch one into it is refused before
+    # it launches; one that launches nothing leaves it be.
+    (H.NOT_AN_APP_SERVER, U.REPORT, False, A.REFUSE),
+    (H.NOT_AN_APP_SERVER, U.LAUNCH, False, A.REFUSE),
+    (H.NOT_AN_APP_SERVER, U.LEAVE, False, A.PROCEED),
+]
+
+
+def test_holder_action_table_covers_every_combination() -> None:
+    rows = [row[:3] for row in HOLDER_ACTION_TABLE]
+    assert sorted(rows, key=repr) == sorted(
+        itertools.product(SocketHolder, SocketUse, [False, True]), key=repr
+    )
+    assert len(set(rows)) == len(rows)
+
+
+@pytest.mark.parametrize(("holder", "use", "takeover", "action"), HOLDER_ACTION_TABLE)
+def test_holder_action(
+    holder: SocketHolder, use: SocketUse, takeover: bool, action: HolderAction
+) -> None:
+    assert holder_action(holder, use, takeover) is action
+
+
+@pytest.mark.parametrize(
+    ("managed", "listener", "app_server", "ours"),
+    [
+        (True, 42, 42, True),  # the keeper's app-server
+        (True, 42, None, True),  # the keeper has not named one yet
+        (True, 42, 7, False),  # another process holds the socket beside it
+        (False, 42, 42, False),  # a stale record names a reused pid
+        (False, 42, None, False),  # no keeper of ours runs
+    ],
+)
+def test_listener_is_ours_only_when_it_is_the_keepers_app_server(
+    managed: bool, listener: int, app_server: int | None, ours: bool
+) -> None:
+    assert listener_is_ours(managed, listener, app_server) is ours
 
 
 # -- remote_control_plan ----------------------------------------------------------------

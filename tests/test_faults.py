@@ -108,16 +108,20 @@ class KilledCli:
         return f"{self.command}@{self.point}"
 
 
+# After a kill at "launched" the killed command's keeper is still starting its
+# app-server: the next `start` waits for it and says `started` with that keeper's pid,
+# or `alreadyRunning` when it already answers.
+JUST_LAUNCHED = frozenset({"started", "alreadyRunning"})
 KILLED_CLIS = [
     KilledCli("start", "locked", False, "start", frozenset({"started"})),
-    KilledCli("start", "launched", False, "start", frozenset({"alreadyRunning"})),
+    KilledCli("start", "launched", False, "start", JUST_LAUNCHED),
     KilledCli("restart", "locked", True, "start", frozenset({"alreadyRunning"})),
-    KilledCli("restart", "launched", True, "start", frozenset({"alreadyRunning"})),
+    KilledCli("restart", "launched", True, "start", JUST_LAUNCHED),
     # SIGTERM was sent: the old server exits by itself, perhaps while `start` looks.
     KilledCli("restart", "signalled", True, "start", frozenset({"started"})),
     KilledCli("stop", "locked", True, "stop", frozenset({"stopped"})),
     KilledCli("stop", "signalled", True, "stop", frozenset({"stopped", "notRunning"})),
-    KilledCli("enable-remote-control", "launched", True, "start", frozenset({"alreadyRunning"})),
+    KilledCli("enable-remote-control", "launched", True, "start", JUST_LAUNCHED),
 ]
 
 

@@ -101,8 +101,27 @@ def test_version_while_the_keeper_waits_to_restart_says_so(home: Home) -> None:
         f"codexd: app server is not answering yet: its keeper (pid {keeper}) is waiting out "
         "its restart delay after killed by SIGKILL (crashed) (backoff since "
     ), answer.stderr
-    assert home.ok("start")["status"] == "alreadyRunning"  # the delay cut short
+    assert home.ok("start")["status"] == "started"  # the delay cut short
     assert home.ok("version")["appServerVersion"] == "0.1.0"
+
+
+def test_start_while_the_keeper_waits_to_restart_reports_started_with_the_keepers_pid(
+    home: Home,
+) -> None:
+    """Nothing answered when `start` was asked: to a client it started an app-server,
+    whose keeper's pid it prints, as every `started` does."""
+    home.env.update(FAST, CODEXD_RESTART_DELAY_SECONDS="600")
+    keeper = home.ok("start")["pid"]
+    crashed = home.serving(keeper)
+    os.kill(crashed, signal.SIGKILL)
+    wait_for(lambda: (keeper_state(home) or {}).get("state") == "backoff", what="the backoff")
+
+    started = home.ok("start")
+
+    assert started["status"] == "started" and started["pid"] == keeper
+    assert started["backend"] == "pid" and started["appServerVersion"] == "0.1.0"
+    assert home.serving(keeper) != crashed
+    assert home.ok("start")["status"] == "alreadyRunning"
 
 
 def test_a_stopped_app_server_is_replaced_by_the_watchdog(home: Home) -> None:

@@ -7,8 +7,12 @@ import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from supervisor.paths import SUN_PATH_MAX_BYTES
 from tests.conftest import Home, is_gone, make_home
+from tests.releases import fake_codex
+from tests.updating import codex_source
 
 LIFECYCLE_KEYS = {
     "status",
@@ -241,3 +245,31 @@ def test_bad_grace_variable_is_named_and_nothing_is_stopped(home: Home) -> None:
     assert result.stdout == ""
     assert "CODEXD_STOP_GRACE_SECONDS" in result.stderr
     home.serving(pid)
+
+
+@pytest.mark.parametrize(
+    "command", [("restart",), ("enable-remote-control",), ("bootstrap", "--remote-control")]
+)
+def test_an_incomplete_release_is_refused_before_the_running_app_server_is_stopped(
+    installed: Home, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """A part the release runs was deleted (doctor's "incomplete"): a restart could not
+    launch again, so it stops nothing and names what is missing and the repair."""
+    codex_source(installed, f"path:{fake_codex(tmp_path / 'codex', '1.0.0')}")
+    assert installed.ok("update")["status"] == "updated"
+    keeper = installed.ok("start")["pid"]
+    app_server = installed.serving(keeper)
+    [entry] = list((installed.paths.home / "packages" / "codex").iterdir())
+    binary = entry / "bin" / "codex"
+    binary.unlink()
+    settings = installed.paths.settings_file
+    saved = settings.read_text() if settings.exists() else None
+
+    result = installed.run(*command)
+
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert "is incomplete" in line and f"missing {binary}" in line, line
+    assert "`sh install.sh`" in line, line
+    assert installed.serving(keeper) == app_server
+    assert (settings.read_text() if settings.exists() else None) == saved

@@ -4,11 +4,13 @@ managed one; another user's listener is never signalled."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,116 @@ def test_another_users_listener_is_never_signalled(second_user: SecondUser, tmp_
     finally:
         home.cleanup()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# -- a listener that is no app-server --------------------------------------------------
+
+# A Unix-socket server of ours at the socket path that is no app-server: it accepts and
+# never answers, or answers what no WebSocket server would.
+FOREIGN_LISTENERS = {
+    "silent": "conns = []\nwhile True:\n    conns.append(s.accept()[0])",
+    "garbage": (
+        "while True:\n    c = s.accept()[0]\n    c.sendall(b'garbage\\r\\n\\r\\n')\n    c.close()"
+    ),
+}
+
+
+@pytest.fixture
+def short_home() -> Iterator[Home]:
+    """A home whose socket path is short enough to bind at directly."""
+    root = Path(tempfile.mkdtemp(prefix="cxd", dir="/tmp"))
+    home = make_home(root / "h")
+    try:
+        home.install_managed_shim()
+        yield home
+    finally:
+        home.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def start_foreign_listener(home: Home, flavor: str) -> subprocess.Popen[str]:
+    socket_dir = home.paths.socket_path.parent
+    socket_dir.mkdir(mode=0o700, exist_ok=True)
+    code = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "s.bind(sys.argv[1])\n"
+        "s.listen()\n"
+        "print('listening', flush=True)\n" + FOREIGN_LISTENERS[flavor]
+    )
+    listener = subprocess.Popen(
+        [sys.executable, "-c", code, str(home.paths.socket_path)],
+        env=home.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    home.started.append(listener)
+    assert listener.stdout is not None
+    assert listener.stdout.readline() == "listening\n", listener.communicate()
+    return listener
+
+
+@pytest.mark.parametrize("flavor", sorted(FOREIGN_LISTENERS))
+@pytest.mark.parametrize("command", [("start",), ("restart",), ("bootstrap", "--remote-control")])
+def test_a_listener_that_is_no_app_server_is_refused_before_anything_starts(
+    short_home: Home, flavor: str, command: tuple[str, ...]
+) -> None:
+    home = short_home
+    listener = start_foreign_listener(home, flavor)
+
+    result = home.run(*command)
+
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert f"pid {listener.pid}" in line and f"{sys.executable} -c" in line, line
+    assert "not an app-server" in line and "--takeover" in line, line
+    assert "failed" not in line, line  # nothing was launched to fail
+    assert listener.poll() is None
+    assert home.nothing_runs() and home.record() is None
+    assert not home.paths.app_server_log.exists()
+
+
+@pytest.mark.parametrize("flavor", sorted(FOREIGN_LISTENERS))
+@pytest.mark.parametrize("command", [("start",), ("restart",), ("bootstrap", "--remote-control")])
+def test_takeover_stops_a_listener_that_is_no_app_server(
+    short_home: Home, flavor: str, command: tuple[str, ...]
+) -> None:
+    home = short_home
+    home.env.update(CODEXD_UPDATE_INITIAL_DELAY_SECONDS="3600")
+    listener = start_foreign_listener(home, flavor)
+
+    output = home.ok(*command, "--takeover")
+
+    assert output["status"] in ("started", "restarted", "bootstrapped")
+    assert listener.wait(timeout=10) == -signal.SIGTERM
+    [keeper] = home.keeper_pids()
+    home.serving(keeper)
+    assert home.ok("version")["backend"] == "pid"
+
+
+def test_version_names_a_silent_listener_instead_of_guessing_overload(short_home: Home) -> None:
+    listener = start_foreign_listener(short_home, "silent")
+
+    result = short_home.run("version")
+
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert f"pid {listener.pid}" in line and f"{sys.executable} -c" in line, line
+    assert "not an app-server codexd started" in line, line
+    assert "overloaded" not in line and "codexd start --takeover" in line, line
+
+
+def test_stop_names_what_stops_an_unmanaged_server(home: Home) -> None:
+    """`stop` has no --takeover: it names the commands that work."""
+    server = start_unmanaged(home)
+    result = home.run("stop")
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert f"`kill -TERM {server.pid}`" in line and "`codexd start --takeover`" in line, line
+    assert "rerun with" not in line, line
+    assert server.poll() is None
+    os.kill(server.pid, signal.SIGTERM)  # what it says works
+    assert server.wait(timeout=10) == 0
+    assert home.ok("stop")["status"] == "notRunning"
