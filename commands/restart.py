@@ -11,9 +11,9 @@ from commands.start import TAKEOVER_HELP
 def restart(takeover: bool) -> None:
     """Stop the managed app-server, if any, and start it again.
 
-    Prints {"status": "restarted", "pid": ...}; exits 0, or 1 on failure (an app-server
+    Prints {"status": "restarted", "pid": ...}; exits 0, or 1 on failure (a process
     codexd did not start holds the socket: the message names its pid and command line;
-    --takeover stops it)."""
+    --takeover stops it. An incomplete release: refused before anything is stopped)."""
     if not takeover:
         run_lifecycle("restart")
         return

@@ -261,9 +261,12 @@ def _unanswered(
     if reason is Unreachable.DENIED:
         return fail(error, f"check the socket's owner and mode: `ls -l {app.socket_path}`", details)
     if reason is Unreachable.BAD_ANSWER:
-        return fail(
-            f"what listens is no app-server{who}: {error}", "stop it, then `codexd start`", details
+        remedy = (
+            "stop it, then `codexd restart`"
+            if should_answer
+            else "`codexd start --takeover` stops it and starts the managed one"
         )
+        return fail(f"what listens is no app-server{who}: {error}", remedy, details)
     if reason is Unreachable.NO_ANSWER:
         remedy = (
             "`codexd restart` (the watchdog replaces it after three failed probes)"

@@ -305,7 +305,13 @@ A_FILE = replace(
             app(answering=None, unreachable=Unreachable.BAD_ANSWER),
             SOCKET_FACTS,
             FAIL,
-            ["no app-server", "pid 43"],
+            ["no app-server", "pid 43", "then `codexd restart`"],
+        ),
+        (
+            app(WorkerState.NOT_RUNNING, answering=None, unreachable=Unreachable.BAD_ANSWER),
+            SOCKET_FACTS,
+            FAIL,
+            ["no app-server", "pid 43", "codexd start --takeover"],
         ),
         (
             app(answering=None, listener=None, unreachable=Unreachable.OUT_OF_RESOURCES),
