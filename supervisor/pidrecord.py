@@ -177,7 +177,7 @@ def exit_from_json(value: object) -> ExitReport | None:
 class KeeperReport(Value):
     """What the keeper publishes about its app-server, for `status` and `version`."""
 
-    __slots__ = ("failed_exits", "failure", "last_exit", "restarts", "since", "state")
+    __slots__ = ("failed_exits", "failure", "last_exit", "restarts", "retry_at", "since", "state")
 
     def __init__(
         self,
@@ -188,6 +188,8 @@ class KeeperReport(Value):
         # Why it gave up, and the exits that made it, when state is "failed".
         failure: str | None = None,
         failed_exits: tuple[ExitReport, ...] = (),
+        # When it starts the app-server again, while state is "backoff" (ISO 8601).
+        retry_at: str | None = None,
     ) -> None:
         self.state = state
         self.since = since
@@ -195,6 +197,7 @@ class KeeperReport(Value):
         self.last_exit = last_exit
         self.failure = failure
         self.failed_exits = failed_exits
+        self.retry_at = retry_at
 
     def to_json(self) -> dict[str, Any]:
         value: dict[str, Any] = {
@@ -203,6 +206,8 @@ class KeeperReport(Value):
             "restarts": self.restarts,
             "lastExit": None if self.last_exit is None else self.last_exit.to_json(),
         }
+        if self.retry_at is not None:
+            value["retryAt"] = self.retry_at
         if self.failure is not None:
             value["failure"] = self.failure
             value["failedExits"] = [report.to_json() for report in self.failed_exits]
@@ -217,6 +222,7 @@ def keeper_from_json(value: object) -> KeeperReport | None:
         return None
     failure = value.get("failure")
     exits = value.get("failedExits")
+    retry_at = value.get("retryAt")
     return KeeperReport(
         state=state,
         since=since,
@@ -230,6 +236,7 @@ def keeper_from_json(value: object) -> KeeperReport | None:
         )
         if isinstance(exits, list)
         else (),
+        retry_at=retry_at if isinstance(retry_at, str) else None,
     )
 
 

@@ -175,6 +175,9 @@ def _app_server_rows(report: StatusReport) -> list[Row]:
             last = keeper.last_exit
             moment = format_relative(parse_timestamp(last.at), now)
             rows.append(Row("last exit", f"{last.description} ({last.reason}), {moment}"))
+        if keeper.retry_at is not None:
+            moment = format_relative(parse_timestamp(keeper.retry_at), now)
+            rows.append(Row("next start", f"{moment} (`codexd start` starts it now)", Tone.WARN))
         if keeper.failure is not None:
             rows.append(Row("failure", keeper.failure, Tone.BAD))
     remote = app.remote_control_enabled

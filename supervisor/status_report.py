@@ -144,6 +144,8 @@ class AppServerSection:
                 "pid": keeper["pid"],
                 "startedAt": keeper["startedAt"],
                 "state": None if report is None else report.state,
+                # While it waits out a restart delay: when it starts the app-server again.
+                "retryAt": None if report is None else report.retry_at,
             },
             "restarts": None if report is None else report.restarts,
             "lastExit": None

@@ -4,6 +4,7 @@ on a crash loop, contains and ends everything the app-server starts, takes a per
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 from collections.abc import Callable
@@ -101,7 +102,14 @@ def test_version_while_the_keeper_waits_to_restart_says_so(home: Home) -> None:
         f"codexd: app server is not answering yet: its keeper (pid {keeper}) is waiting out "
         "its restart delay after killed by SIGKILL (crashed) (backoff since "
     ), answer.stderr
+    # status says when it comes back by itself, and that start need not wait.
+    retry_at = home.ok("status", "--json")["appServer"]["keeper"]["retryAt"]
+    assert retry_at is not None
+    wait = datetime.datetime.fromisoformat(retry_at) - datetime.datetime.now(datetime.UTC)
+    assert 20 < wait.total_seconds() <= 30  # the delay is capped at 30 s
+    assert "`codexd start` starts it now" in home.run("status").stdout
     assert home.ok("start")["status"] == "started"  # the delay cut short
+    assert home.ok("status", "--json")["appServer"]["keeper"]["retryAt"] is None
     assert home.ok("version")["appServerVersion"] == "0.1.0"
 
 

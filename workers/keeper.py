@@ -443,6 +443,12 @@ class Keeper:
 
     # -- state for status, version and the updater -------------------------------------
 
+    def retry_at(self) -> str | None:
+        """When the app-server starts again, while the keeper waits out a delay."""
+        if self.state is not KeeperState.BACKOFF or self.backoff_until is None:
+            return None
+        return utc_timestamp(time.time() + max(self.backoff_until - time.monotonic(), 0.0))
+
     def failure_reason(self) -> str:
         """Why the keeper gave up: a crash loop, or its first app-server never answered."""
         if self.failure is not None:
@@ -460,6 +466,7 @@ class Keeper:
             failed_exits=tuple(self.failed_exits[-self.policy.burst :])
             if self.state is KeeperState.FAILED
             else (),
+            retry_at=self.retry_at(),
         )
         if self.state is KeeperState.STOPPED:
             remove_record(self.paths.app_server_record)
