@@ -47,6 +47,7 @@ from supervisor.status_report import (
     StatusReport,
     UpdaterSection,
     WorkerSection,
+    last_stop,
 )
 from supervisor.timestamps import UTC, parse_timestamp
 from supervisor.update_pass import PassRecord, read_last_pass
@@ -100,6 +101,10 @@ def version_of_release(release: str | None) -> str | None:
 # -- gathering the facts ---------------------------------------------------------------
 
 
+# How far back in app-server.log `status` looks for the keeper's last stop.
+LAST_STOP_LINES = 200
+
+
 def _observe(record_path: Path, releases_dir: Path) -> tuple[WorkerSection, PidRecord | None]:
     """The worker's section, and its record as read (a failed keeper's, a stale one)."""
     try:
@@ -125,6 +130,9 @@ def _app_server(paths: HomePaths, settings: SettingsSection) -> AppServerSection
         below = descendants(worker.record.pid)
         busy = len([process for process in below if child is None or process.pid != child.pid])
     seen = probe_socket(paths.socket_path, STATUS_PROBE_TIMEOUT_SECONDS)
+    stopped = None
+    if worker.state in (WorkerState.NOT_RUNNING, WorkerState.STALE):
+        stopped = last_stop(_log_lines(paths.app_server_log, LAST_STOP_LINES))
     return AppServerSection(
         worker,
         paths.socket_path,
@@ -133,7 +141,17 @@ def _app_server(paths: HomePaths, settings: SettingsSection) -> AppServerSection
         keeper=keeper,
         busy_processes=busy,
         probe=seen,
+        last_stop=stopped,
     )
+
+
+def _log_lines(path: Path, count: int) -> list[str]:
+    from supervisor.log_tail import tail_file
+
+    try:
+        return tail_file(path, count).decode(errors="replace").splitlines()
+    except OSError:
+        return []
 
 
 def _settings(paths: HomePaths) -> SettingsSection:

@@ -180,6 +180,11 @@ def _app_server_rows(report: StatusReport) -> list[Row]:
             rows.append(Row("next start", f"{moment} (`codexd start` starts it now)", Tone.WARN))
         if keeper.failure is not None:
             rows.append(Row("failure", keeper.failure, Tone.BAD))
+    if app.last_stop is not None:
+        stop = app.last_stop
+        rows.append(
+            Row("last stop", f"{stop.what}, {format_relative(parse_timestamp(stop.at), now)}")
+        )
     remote = app.remote_control_enabled
     rows += [
         Row("remote control", "-" if remote is None else ("on" if remote else "off")),

@@ -10,6 +10,7 @@ judges its sections.
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -83,6 +84,38 @@ class WorkerSection:
 
 
 @dataclass(frozen=True)
+class LastStop:
+    """The keeper's last stop as its log says it, shown while nothing runs: why the
+    app-server is down (a stop, a `kill -TERM`, a keeper that gave up)."""
+
+    at: str  # the log line's time, as written
+    what: str  # the keeper's words: "SIGTERM: stopping", "giving up: ..."
+
+    def to_json(self) -> dict[str, str]:
+        return {"at": self.at, "what": self.what}
+
+
+_KEEPER_LINE = re.compile(r"(?P<at>\S+) codexd keeper\[\d+\]: (?P<what>.*)")
+
+
+def last_stop(lines: list[str]) -> LastStop | None:
+    """The last line of `lines` (app-server.log, oldest first) in which a keeper stopped
+    or gave up; None when there is none."""
+    for line in reversed(lines):
+        match = _KEEPER_LINE.fullmatch(line.rstrip("\n"))
+        if match is None:
+            continue
+        what = match["what"]
+        if (
+            what.endswith(": stopping")
+            or what.startswith("giving up:")
+            or ("(stopped by someone else)" in what)
+        ):
+            return LastStop(match["at"], what)
+    return None
+
+
+@dataclass(frozen=True)
 class AppServerSection:
     """The keeper (`worker`: its lock and record) and the app-server it runs."""
 
@@ -97,6 +130,8 @@ class AppServerSection:
     busy_processes: int | None = None
     # The probe behind `answering_version`: who listens, why nothing of ours answered.
     probe: SocketProbe | None = None
+    # While no keeper runs: its last stop, from the log.
+    last_stop: LastStop | None = None
 
     @property
     def unmanaged(self) -> bool:
@@ -154,6 +189,7 @@ class AppServerSection:
             "failure": None if report is None else report.failure,
             "failedExits": [] if report is None else [e.to_json() for e in report.failed_exits],
             "busyProcesses": self.busy_processes,
+            "lastStop": None if self.last_stop is None else self.last_stop.to_json(),
             **(SocketProbe(None) if self.probe is None else self.probe).to_json(),
         }
 

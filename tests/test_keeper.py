@@ -262,6 +262,11 @@ def test_term_int_and_quit_to_the_keeper_stop_everything(home: Home, signum: int
     assert all(is_gone(pid) for pid in tree)
     assert home.record() is None
     assert not os.path.lexists(home.paths.socket_path)
+    # Why nothing runs, for whoever asks next.
+    name = signal.Signals(signum).name
+    stop = home.ok("status", "--json")["appServer"]["lastStop"]
+    assert stop is not None and stop["what"] == f"{name}: stopping", stop
+    assert f"last stop       {name}: stopping, " in home.run("status").stdout
 
 
 def test_hup_restarts_the_app_server_and_other_signals_are_ignored(home: Home) -> None:

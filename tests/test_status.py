@@ -355,3 +355,45 @@ def test_process_counts_read_as_english(count: int, said: str) -> None:
     from supervisor.procfs import count_processes
 
     assert count_processes(count) == said
+
+
+@pytest.mark.parametrize(
+    ("lines", "found"),
+    [
+        ([], None),
+        (["2026-11-26T00:00:01+0000 codexd keeper[7]: started for /h"], None),
+        (
+            [
+                "2026-11-26T00:00:01+0000 codexd keeper[7]: started for /h",
+                "2026-11-26T00:00:09+0000 codexd keeper[7]: SIGTERM: stopping",
+                "2026-11-26T00:00:10+0000 codexd keeper[7]: stopped",
+                "some output of the app-server",
+            ],
+            ("2026-11-26T00:00:09+0000", "SIGTERM: stopping"),
+        ),
+        (
+            [
+                "2026-11-26T00:00:02+0000 codexd keeper[7]: SIGINT: stopping",
+                "2026-11-26T00:00:05+0000 codexd keeper[8]: giving up: 5 failures within 120 s",
+            ],
+            ("2026-11-26T00:00:05+0000", "giving up: 5 failures within 120 s"),
+        ),
+        (
+            [
+                "2026-11-26T00:00:03+0000 codexd keeper[7]: app-server pid 9 exited: "
+                "killed by SIGTERM (stopped by someone else) after 3.0 s",
+            ],
+            (
+                "2026-11-26T00:00:03+0000",
+                "app-server pid 9 exited: killed by SIGTERM (stopped by someone else) after 3.0 s",
+            ),
+        ),
+        # The app-server's own words are not the keeper's.
+        (["2026-11-26T00:00:04+0000 codexd-like keeper[7]: X: stopping"], None),
+    ],
+)
+def test_last_stop(lines: list[str], found: tuple[str, str] | None) -> None:
+    from supervisor.status_report import last_stop
+
+    stop = last_stop(lines)
+    assert (None if stop is None else (stop.at, stop.what)) == found
