@@ -131,7 +131,18 @@ app_server.add_command(proxy)
 
 def main() -> None:
     try:
-        cli(prog_name="codexd")
+        # Not standalone: Ctrl-C reaches commands/main.py, which says it in one line as
+        # for every command (click's own would add "Aborted!").
+        code = cli.main(prog_name="codexd", standalone_mode=False)
+    except click.Abort as abort:
+        if isinstance(abort.__cause__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        click.echo("codexd: aborted", err=True)  # end of input at a prompt
+        sys.exit(1)
+    except click.ClickException as error:  # usage errors: exit 2, as click's own
+        error.show()
+        sys.exit(error.exit_code)
     except DaemonError as error:  # one line, never a traceback, from any command
         click.echo(f"codexd: {error}", err=True)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

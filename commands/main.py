@@ -82,7 +82,7 @@ def main() -> None:
         finally:  # here, not at exit: a full stdout is reported, click's exits too
             sys.stdout.flush()
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
-        sys.exit(_fail(interrupted_message(lifecycle_command(argv)), status=130))
+        sys.exit(_fail(interrupted_message(argv), status=130))
     except OSError as error:
         if error.errno not in _OUTPUT_ERRORS:
             raise
@@ -95,10 +95,26 @@ def main() -> None:
         sys.exit(_fail(f"cannot write the answer to stdout: {error.strerror}"))
 
 
-def interrupted_message(command: str | None) -> str:
+# The commands that may stop or start the app-server, in either grammar.
+_CHANGING_COMMANDS = frozenset(
+    {
+        "start",
+        "restart",
+        "stop",
+        "enable-remote-control",
+        "disable-remote-control",
+        "bootstrap",
+        "update",
+        "rollback",
+    }
+)
+
+
+def interrupted_message(argv: list[str]) -> str:
     """Ctrl-C may land between a restart's stop and its start: a command that changes
     the app-server says where it left it."""
-    if command is None or command == "version":
+    words = argv[2:] if argv[:2] == ["app-server", "daemon"] else argv
+    if not words or words[0] not in _CHANGING_COMMANDS:
         return "interrupted"
     try:
         answers = fast_answer("version") is not None

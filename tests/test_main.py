@@ -238,3 +238,42 @@ def test_ctrl_c_with_the_app_server_up_says_so(home: Home, tmp_path: Path) -> No
     _, stderr = start.communicate(timeout=30)
     assert start.returncode == 130
     assert stderr == "codexd: interrupted; the app-server is running\n"
+
+
+def test_ctrl_c_of_a_click_command_is_one_line_too(home: Home, tmp_path: Path) -> None:
+    marker = tmp_path / "locked"
+    home.spawn("start", env={PAUSE_ENV: f"locked:{marker}"})  # holds daemon.lock
+    wait_for(marker.exists, what="the first start to hold daemon.lock")
+    waiter = home.spawn("bootstrap", "--no-auto-update")  # through click
+    assert waiter.stderr is not None
+    assert "waiting up to 75 s for the daemon operation lock" in waiter.stderr.readline()
+
+    os.kill(waiter.pid, signal.SIGINT)
+
+    _, stderr = waiter.communicate(timeout=30)
+    assert waiter.returncode == 130
+    assert "Aborted" not in stderr and "Traceback" not in stderr
+    assert stderr.strip() == NOT_RUNNING_AFTER_CTRL_C.strip()
+
+
+@pytest.mark.parametrize(
+    ("argv", "changes"),
+    [
+        (["start"], True),
+        (["app-server", "daemon", "restart"], True),
+        (["bootstrap", "--remote-control"], True),
+        (["update", "--yes"], True),
+        (["version"], False),
+        (["status"], False),
+        (["logs", "-f"], False),
+        ([], False),
+    ],
+)
+def test_which_commands_say_where_ctrl_c_left_the_app_server(
+    bare_home: Home, argv: list[str], changes: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from commands.main import interrupted_message
+
+    monkeypatch.setenv("CODEX_HOME", str(bare_home.path))
+    message = interrupted_message(argv)
+    assert (message != "interrupted") == changes, message
