@@ -4,6 +4,7 @@ colour on a terminal and as plain text into a pipe."""
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -298,20 +299,23 @@ def status_sections(report: StatusReport) -> list[Section]:
 # -- printing ----------------------------------------------------------------------
 
 
+_TRAILING_SPACES = re.compile(r" +((?:\x1b\[[0-9;]*m)*)$")
+
+
 def print_status(report: StatusReport) -> None:
     # rich costs tens of milliseconds to import: only status and logs pay for it.
     from rich.console import Console
 
     console = Console(highlight=False)
-    if console.is_terminal:
+    if not console.is_terminal:
+        # A pipe or a file: no colour (rich's own choice), no wrapping of long paths.
+        console = Console(highlight=False, width=1000)
+    with console.capture() as captured:
         _print_sections(console, report)
-        return
-    # A pipe or a file: no colour (rich's own choice), no wrapping of long paths, and
-    # no padding at the ends of lines.
-    plain = Console(highlight=False, width=1000)
-    with plain.capture() as captured:
-        _print_sections(plain, report)
-    print("\n".join(line.rstrip() for line in captured.get().splitlines()), flush=True)
+    # rich pads every cell to its column's width: no spaces at the ends of lines (before
+    # a colour's reset, on a terminal).
+    lines = (_TRAILING_SPACES.sub(r"\1", line) for line in captured.get().splitlines())
+    print("\n".join(lines), flush=True)
 
 
 def _print_sections(console: Console, report: StatusReport) -> None:

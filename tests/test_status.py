@@ -397,3 +397,18 @@ def test_last_stop(lines: list[str], found: tuple[str, str] | None) -> None:
 
     stop = last_stop(lines)
     assert (None if stop is None else (stop.at, stop.what)) == found
+
+
+@pytest.mark.parametrize(
+    ("line", "printed"),
+    [
+        ("status          running   ", "status          running"),
+        ("\x1b[33mnot running      \x1b[0m", "\x1b[33mnot running\x1b[0m"),
+        ("a  \x1b[2m  \x1b[0mb    \x1b[0m\x1b[1m", "a  \x1b[2m  \x1b[0mb\x1b[0m\x1b[1m"),
+        ("no padding", "no padding"),
+    ],
+)
+def test_status_lines_end_without_padding(line: str, printed: str) -> None:
+    from supervisor.status_render import _TRAILING_SPACES
+
+    assert _TRAILING_SPACES.sub(r"\1", line) == printed
