@@ -88,7 +88,9 @@ def identify(
 ) -> UnmanagedServer:
     """The listener the kernel named (`peer`); `problem`: what the probe saw when no
     app-server answered."""
-    if peer is None:
+    if peer is None or peer.pid <= 0:
+        # pid 0: the listener is outside our pid namespace (we run in a sandbox or a
+        # container): no process here to name or signal (`kill 0` is our own group).
         return UnmanagedServer(None, None, None, None, socket_path, problem)
     stat = proc_stat(peer.pid)
     command = command_line(peer.pid)
@@ -187,7 +189,7 @@ def foreign_listener(error: ProbeError, observation: Observation | None) -> str 
     listens and no app-server answered: named for what it is (its pid, what it is
     doing, its command line), not guessed at (overload); None otherwise."""
     peer = error.peer
-    if peer is None or error.reason is Unreachable.UNTRUSTED:
+    if peer is None or peer.pid <= 0 or error.reason is Unreachable.UNTRUSTED:
         return None  # unnamed, or another user's: the probe's message names it
     managed = observation is not None and is_managed(observation.state)
     record = None if observation is None else observation.record

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Home, is_gone, make_home, wait_for
+from tests.conftest import CODEXD, Home, is_gone, make_home, wait_for
 from tests.second_user import SecondUser, second_user_fixture  # noqa: F401
 
 
@@ -241,3 +241,65 @@ def test_stop_names_what_stops_an_unmanaged_server(home: Home) -> None:
     os.kill(server.pid, signal.SIGTERM)  # what it says works
     assert server.wait(timeout=10) == 0
     assert home.ok("stop")["status"] == "notRunning"
+
+
+def unshare_pid_works() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = ["unshare", "--pid", "--fork", "true"]
+    return subprocess.run(probe, capture_output=True, timeout=30, check=False).returncode == 0
+
+
+def in_a_pid_namespace(home: Home, *command: str) -> str:
+    """The one line a failing codexd command run in a new pid namespace says."""
+    codexd = subprocess.run(
+        ["unshare", "--pid", "--fork", str(CODEXD), *command],
+        env=home.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert codexd.returncode == 1 and codexd.stdout == "", codexd
+    [line] = codexd.stderr.strip().splitlines()
+    assert "pid 0" not in line, line
+    return line
+
+
+@pytest.mark.skipif(not unshare_pid_works(), reason="cannot make a pid namespace here")
+def test_version_names_no_pid_0_for_a_listener_outside_our_pid_namespace(
+    short_home: Home,
+) -> None:
+    listener = start_foreign_listener(short_home, "silent")
+    line = in_a_pid_namespace(short_home, "version")
+    assert "not answering" in line, line
+    assert listener.poll() is None
+
+
+@pytest.mark.skipif(not unshare_pid_works(), reason="cannot make a pid namespace here")
+@pytest.mark.parametrize(
+    ("listener", "command"),
+    [
+        ("silent", ("start", "--takeover")),
+        ("silent", ("restart",)),
+        ("app-server", ("stop",)),
+        ("app-server", ("start", "--takeover")),
+    ],
+)
+def test_a_listener_outside_our_pid_namespace_is_unnamed_never_pid_0(
+    short_home: Home, listener: str, command: tuple[str, ...]
+) -> None:
+    """Run inside a pid namespace (a sandbox, a container), codexd hears pid 0 from the
+    kernel for a listener outside it: no process it may name or signal (`kill -TERM 0`
+    would signal the user's whole process group)."""
+    home = short_home
+    if listener == "silent":
+        holder = start_foreign_listener(home, "silent")
+    else:
+        holder = start_unmanaged(home)
+    line = in_a_pid_namespace(home, *command)
+    assert "kill -TERM" not in line, line
+    assert line.endswith("the kernel does not say which process listens: stop it yourself"), line
+    assert holder.poll() is None
+    assert home.keeper_pids() == [] and home.record() is None
