@@ -141,12 +141,18 @@ def take_over(server: UnmanagedServer, grace: float) -> None:
     assert server.pid is not None
     with ProcessHandle(server.pid) as handle:
         if not listens_still(server):
-            if handle.has_exited():
-                return  # it went away by itself
-            raise DaemonError(
-                f"cannot take over ({server.describe()}): that process no longer listens "
-                "on the socket; look again"
-            )
+            if not handle.has_exited():
+                raise DaemonError(
+                    f"cannot take over ({server.describe()}): that process no longer "
+                    "listens on the socket; look again"
+                )
+            if _socket_listened_on(server.socket_path):
+                # SO_PEERCRED names who called listen(): it passed the socket on.
+                raise DaemonError(
+                    f"cannot take over ({server.describe()}): that process is gone, but "
+                    "another it passed the socket to still listens on it: stop it yourself"
+                )
+            return  # it went away by itself
         handle.send(signal.SIGTERM)
         if handle.wait(grace):
             return
@@ -209,6 +215,14 @@ def foreign_listener(error: ProbeError, observation: Observation | None) -> str 
         f"what listens on the control socket (pid {peer.pid}{doing}: {command}) is not "
         f"an app-server codexd started, and it does not answer as one: {error}; {remedy}"
     )
+
+
+def _socket_listened_on(socket_path: Path) -> bool:
+    try:
+        bound = trusted_socket_target(socket_path)
+    except ProbeError:
+        return False
+    return bool(listening_socket_inodes(bound))
 
 
 def listens_still(server: UnmanagedServer) -> bool:

@@ -303,3 +303,44 @@ def test_a_listener_outside_our_pid_namespace_is_unnamed_never_pid_0(
     assert line.endswith("the kernel does not say which process listens: stop it yourself"), line
     assert holder.poll() is None
     assert home.keeper_pids() == [] and home.record() is None
+
+
+def test_takeover_refuses_when_the_named_listener_left_its_socket_to_a_child(
+    short_home: Home,
+) -> None:
+    """SO_PEERCRED names who called listen(); that process may have passed the socket
+    on and exited. Its pid is gone, but the socket is not free: say so, launch nothing."""
+    home = short_home
+    socket_dir = home.paths.socket_path.parent
+    socket_dir.mkdir(mode=0o700, exist_ok=True)
+    code = (
+        "import os, socket, sys, time\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "s.bind(sys.argv[1])\n"
+        "s.listen()\n"
+        "if os.fork() == 0:\n"
+        "    print(os.getpid(), flush=True)\n"
+        "    time.sleep(600)\n"
+        "    os._exit(0)\n"
+        "os._exit(0)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code, str(home.paths.socket_path)],
+        env=home.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    parent.wait(timeout=10)
+    try:
+        result = home.run("start", "--takeover")
+        assert result.returncode == 1 and result.stdout == "", result
+        [line] = result.stderr.strip().splitlines()
+        assert f"pid {parent.pid}" in line and "still listens" in line, line
+        assert home.keeper_pids() == [] and home.record() is None
+        assert not is_gone(child)
+    finally:
+        os.kill(child, signal.SIGKILL)
+        wait_for(lambda: is_gone(child), what="the child listener to go")
