@@ -336,7 +336,7 @@ def unreachable_message(error: ProbeError, listener_state: str | None) -> str:
     only "not running". `listener_state` is what the process that accepted the
     connection is doing (identity.process_state of `error.peer`), when one did."""
     listener = ""
-    if error.peer is not None:
+    if error.peer is not None and error.peer.pid > 0:  # 0: outside our pid namespace
         listener = f" (pid {error.peer.pid}" + (f", {listener_state})" if listener_state else ")")
     if error.reason is Unreachable.NO_ANSWER:
         if listener_state is not None and listener_state.startswith("stopped"):

@@ -89,11 +89,13 @@ def boot_time_path(user_path: str) -> str:
     updater it starts finds npm, node and git where the user's shell found them (cron's
     `/usr/bin:/bin` and the user manager's PATH miss ~/.nvm and the like), then the
     system's directories it lacks. Only absolute directories, each once: cron starts in
-    $HOME, where a relative one would mean something else."""
+    $HOME, where a relative one would mean something else. Only UTF-8 ones: a unit file
+    and a crontab are text."""
     kept: list[str] = []
     for directory in [*user_path.split(os.pathsep), *SYSTEM_PATH]:
         printable = not any(ord(c) < 0x20 or ord(c) == 0x7F for c in directory)
-        if directory.startswith("/") and printable and directory not in kept:
+        text = not any("\udc80" <= c <= "\udcff" for c in directory)  # undecodable bytes
+        if directory.startswith("/") and printable and text and directory not in kept:
             kept.append(directory)
     return os.pathsep.join(kept)
 
@@ -129,12 +131,18 @@ def unit_text(home: Path, managed_binary: Path, path: str) -> str:
     )
 
 
+# Inside single quotes it ends them and starts them again; outside, it quotes a `%`.
+QUOTED_CRON_PERCENT = "'\\%'"
+
+
 def cron_marker(home: Path) -> str:
     return f"# {CRON_MARKER} {home_tag(home)}"
 
 
 def cron_line(home: Path, managed_binary: Path, boot_log: Path, path: str) -> str:
-    """`@reboot` and a sh command; `%` means newline to cron, so it is escaped."""
+    """`@reboot` and a sh command. `%` means newline to cron, and `\\%` is its escape,
+    but a backslash before it (`/a\\%b`) would pair with cron's: each `%` is written
+    `'\\%'`, outside sh's quotes, which cron makes `'%'` and sh a plain `%`."""
     command = " ".join(
         [
             "umask 077;",
@@ -149,7 +157,7 @@ def cron_line(home: Path, managed_binary: Path, boot_log: Path, path: str) -> st
             "2>&1",
         ]
     )
-    return f"@reboot {command.replace('%', chr(92) + '%')} {cron_marker(home)}"
+    return f"@reboot {command.replace('%', QUOTED_CRON_PERCENT)} {cron_marker(home)}"
 
 
 def crontab_without_ours(crontab: str, home: Path) -> str:

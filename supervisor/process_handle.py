@@ -27,6 +27,9 @@ class ProcessHandle:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self._pidfd: int | None = None
+        if pid <= 0:  # kill(0) and kill(-1) reach whole groups: never a process of ours
+            self._gone = True
+            return
         try:
             self._pidfd = os.pidfd_open(pid)
         except ProcessLookupError:

@@ -353,17 +353,18 @@ def install_codex(layout: Layout, planned: PlannedCodex) -> Path:
 
 def prune(layout: Layout, keep: set[str]) -> list[str]:
     """Remove codexd's releases not in `keep`, then the store entries no kept release
-    names; only entries with codexd's markers are touched. The paths removed."""
+    names; only entries with codexd's markers are touched. The paths removed. Every
+    kept release is read before anything goes, and an entry that cannot be moved aside
+    is left for the next prune: the walk goes on."""
     removed: list[str] = []
-    kept_markers = []
+    kept_markers, doomed = [], []
     with contextlib.suppress(OSError):
         for entry in sorted(layout.releases.iterdir()):
             marker = read_marker(entry / RELEASE_MARKER)
             if entry.name in keep:
                 kept_markers.append(marker)
             elif marker and not entry.name.startswith("."):
-                remove_whole(entry)
-                removed.append(str(entry))
+                doomed.append(entry)
     codex_keep, codexd_keep = stores_to_keep(kept_markers)
     for store, wanted, marker_name in (
         (layout.codex_store, codex_keep, CODEX_MARKER),
@@ -374,8 +375,13 @@ def prune(layout: Layout, keep: set[str]) -> list[str]:
                 if entry.name.startswith(".") or entry.name in wanted:
                     continue
                 if (entry / marker_name).is_file():
-                    remove_whole(entry)
-                    removed.append(str(entry))
+                    doomed.append(entry)
+    for entry in doomed:
+        try:
+            remove_whole(entry)
+        except OSError:
+            continue
+        removed.append(str(entry))
     return removed
 
 

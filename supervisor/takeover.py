@@ -88,7 +88,9 @@ def identify(
 ) -> UnmanagedServer:
     """The listener the kernel named (`peer`); `problem`: what the probe saw when no
     app-server answered."""
-    if peer is None:
+    if peer is None or peer.pid <= 0:
+        # pid 0: the listener is outside our pid namespace (we run in a sandbox or a
+        # container): no process here to name or signal (`kill 0` is our own group).
         return UnmanagedServer(None, None, None, None, socket_path, problem)
     stat = proc_stat(peer.pid)
     command = command_line(peer.pid)
@@ -139,12 +141,18 @@ def take_over(server: UnmanagedServer, grace: float) -> None:
     assert server.pid is not None
     with ProcessHandle(server.pid) as handle:
         if not listens_still(server):
-            if handle.has_exited():
-                return  # it went away by itself
-            raise DaemonError(
-                f"cannot take over ({server.describe()}): that process no longer listens "
-                "on the socket; look again"
-            )
+            if not handle.has_exited():
+                raise DaemonError(
+                    f"cannot take over ({server.describe()}): that process no longer "
+                    "listens on the socket; look again"
+                )
+            if _socket_listened_on(server.socket_path):
+                # SO_PEERCRED names who called listen(): it passed the socket on.
+                raise DaemonError(
+                    f"cannot take over ({server.describe()}): that process is gone, but "
+                    "another it passed the socket to still listens on it: stop it yourself"
+                )
+            return  # it went away by itself
         handle.send(signal.SIGTERM)
         if handle.wait(grace):
             return
@@ -187,7 +195,7 @@ def foreign_listener(error: ProbeError, observation: Observation | None) -> str 
     listens and no app-server answered: named for what it is (its pid, what it is
     doing, its command line), not guessed at (overload); None otherwise."""
     peer = error.peer
-    if peer is None or error.reason is Unreachable.UNTRUSTED:
+    if peer is None or peer.pid <= 0 or error.reason is Unreachable.UNTRUSTED:
         return None  # unnamed, or another user's: the probe's message names it
     managed = observation is not None and is_managed(observation.state)
     record = None if observation is None else observation.record
@@ -207,6 +215,14 @@ def foreign_listener(error: ProbeError, observation: Observation | None) -> str 
         f"what listens on the control socket (pid {peer.pid}{doing}: {command}) is not "
         f"an app-server codexd started, and it does not answer as one: {error}; {remedy}"
     )
+
+
+def _socket_listened_on(socket_path: Path) -> bool:
+    try:
+        bound = trusted_socket_target(socket_path)
+    except ProbeError:
+        return False
+    return bool(listening_socket_inodes(bound))
 
 
 def listens_still(server: UnmanagedServer) -> bool:

@@ -77,6 +77,8 @@ BOOT_PATH = "/home/me/.nvm/versions/node/v22/bin:/usr/local/bin:/usr/bin:/bin"
         (".:bin::/a:/a:/usr/local/bin", "/a:/usr/local/bin:/usr/bin:/bin"),
         ("/a b/100%/$x:/bin", "/a b/100%/$x:/bin:/usr/local/bin:/usr/bin"),
         ("/with\nnewline:/ok", "/ok:/usr/local/bin:/usr/bin:/bin"),
+        # Not UTF-8 (a surrogate-escaped byte): no unit or crontab could be written.
+        ("/opt/\udcff/bin:/ok", "/ok:/usr/local/bin:/usr/bin:/bin"),
     ],
 )
 def test_boot_time_path(user_path: str, expected: str) -> None:
@@ -250,6 +252,45 @@ def test_the_boot_time_cron_command_finds_npm_where_the_user_did(tmp_path: Path)
     cron = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/sh"}  # cron's
     subprocess.run(["/bin/sh", "-c", command], env=cron, cwd=tmp_path, timeout=30, check=True)
     assert (tmp_path / "found").read_text() == f"{npm}\n"
+
+
+def as_cron_runs_it(line: str) -> str:
+    """The sh command cron runs for a crontab line (vixie cron and cronie): `\\%` is a
+    `%`, a backslash before anything else stays, and an unescaped `%` ends the command
+    (the rest is its stdin)."""
+    command, escaped = "", False
+    for character in line.split(None, 1)[1]:
+        if escaped:
+            command = command[:-1] + "%" if character == "%" else command + character
+            escaped = False
+            continue
+        if character == "%":
+            break
+        escaped = character == "\\"
+        command += character
+    return command
+
+
+HOSTILE = ["/a b", "/q'uote", '/d"q', "/$HOME", "/`id`", "/p%c", "/b\\%c", "/b\\\\%c", "/e\\"]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_the_cron_line_carries_any_path_and_home_exactly(tmp_path: Path, value: str) -> None:
+    home = tmp_path / ("home" + value.replace("/", " "))
+    managed = home / "codex"
+    managed.parent.mkdir()
+    managed.write_text('#!/bin/sh\nprintf "%s\\n%s\\n" "$PATH" "$CODEX_HOME"\n')
+    managed.chmod(0o755)
+    path = boot_time_path(f"{value};touch {tmp_path}/injected:/usr/bin:/bin")
+    boot_log = home / "boot.log"
+    command = as_cron_runs_it(cron_line(home, managed, boot_log, path))
+    cron = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/sh"}
+    completed = subprocess.run(
+        ["/bin/sh", "-c", command], env=cron, cwd=tmp_path, capture_output=True, timeout=30
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert boot_log.read_text().splitlines() == [path, str(home)]
+    assert not (tmp_path / "injected").exists()
 
 
 def unit_environment(text: str) -> dict[str, str]:

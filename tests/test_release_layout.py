@@ -349,3 +349,38 @@ def test_a_prune_killed_mid_removal_leaves_only_a_leftover_the_next_sweep_takes(
     monkeypatch.setattr(stores, "pid_alive", lambda pid: False)  # its install is gone
     assert stores.sweep_leftovers([layout.codexd_store]) == [left.name]
     assert list(layout.codexd_store.iterdir()) == []
+
+
+def test_a_release_prune_cannot_move_never_costs_a_kept_release_its_stores(
+    tmp_path: Path,
+) -> None:
+    """Releases are read in name order; one that cannot be moved aside (here the
+    aside name is taken) must not end the walk before the kept releases after it
+    are read, or their codex and codexd entries would be pruned as unused."""
+    from supervisor import stores
+    from supervisor.standalone import (
+        CODEX_MARKER,
+        CODEXD_MARKER,
+        RELEASE_MARKER,
+        Layout,
+        render_marker,
+    )
+
+    layout = Layout(tmp_path / "home")
+    codex = layout.codex_store / "0.2.0-bbbbbbbbbbbb"
+    codexd = layout.codexd_store / "0.2.0-cccccccccccc"
+    for entry, marker in ((codex, CODEX_MARKER), (codexd, CODEXD_MARKER)):
+        entry.mkdir(parents=True)
+        (entry / marker).write_text(render_marker({"release": entry.name}))
+    for name in ("a-old", "b-kept"):
+        release = layout.releases / name
+        release.mkdir(parents=True)
+        uses = {"release": name, "codex": codex.name, "codexd": codexd.name}
+        (release / RELEASE_MARKER).write_text(render_marker(uses))
+    blocked = layout.releases / f".a-old.old.{os.getpid()}"
+    (blocked / "x").mkdir(parents=True)  # rename(2) onto a non-empty directory fails
+
+    stores.prune(layout, keep={"b-kept"})
+
+    assert codex.is_dir() and codexd.is_dir()
+    assert (layout.releases / "b-kept").is_dir()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Home, is_gone, make_home, wait_for
+from tests.conftest import CODEXD, Home, is_gone, make_home, wait_for
 from tests.second_user import SecondUser, second_user_fixture  # noqa: F401
 
 
@@ -241,3 +241,106 @@ def test_stop_names_what_stops_an_unmanaged_server(home: Home) -> None:
     os.kill(server.pid, signal.SIGTERM)  # what it says works
     assert server.wait(timeout=10) == 0
     assert home.ok("stop")["status"] == "notRunning"
+
+
+def unshare_pid_works() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = ["unshare", "--pid", "--fork", "true"]
+    return subprocess.run(probe, capture_output=True, timeout=30, check=False).returncode == 0
+
+
+def in_a_pid_namespace(home: Home, *command: str) -> str:
+    """The one line a failing codexd command run in a new pid namespace says."""
+    codexd = subprocess.run(
+        ["unshare", "--pid", "--fork", str(CODEXD), *command],
+        env=home.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert codexd.returncode == 1 and codexd.stdout == "", codexd
+    [line] = codexd.stderr.strip().splitlines()
+    assert "pid 0" not in line, line
+    return line
+
+
+@pytest.mark.skipif(not unshare_pid_works(), reason="cannot make a pid namespace here")
+def test_version_names_no_pid_0_for_a_listener_outside_our_pid_namespace(
+    short_home: Home,
+) -> None:
+    listener = start_foreign_listener(short_home, "silent")
+    line = in_a_pid_namespace(short_home, "version")
+    assert "not answering" in line, line
+    assert listener.poll() is None
+
+
+@pytest.mark.skipif(not unshare_pid_works(), reason="cannot make a pid namespace here")
+@pytest.mark.parametrize(
+    ("listener", "command"),
+    [
+        ("silent", ("start", "--takeover")),
+        ("silent", ("restart",)),
+        ("app-server", ("stop",)),
+        ("app-server", ("start", "--takeover")),
+    ],
+)
+def test_a_listener_outside_our_pid_namespace_is_unnamed_never_pid_0(
+    short_home: Home, listener: str, command: tuple[str, ...]
+) -> None:
+    """Run inside a pid namespace (a sandbox, a container), codexd hears pid 0 from the
+    kernel for a listener outside it: no process it may name or signal (`kill -TERM 0`
+    would signal the user's whole process group)."""
+    home = short_home
+    if listener == "silent":
+        holder = start_foreign_listener(home, "silent")
+    else:
+        holder = start_unmanaged(home)
+    line = in_a_pid_namespace(home, *command)
+    assert "kill -TERM" not in line, line
+    assert line.endswith("the kernel does not say which process listens: stop it yourself"), line
+    assert holder.poll() is None
+    assert home.keeper_pids() == [] and home.record() is None
+
+
+def test_takeover_refuses_when_the_named_listener_left_its_socket_to_a_child(
+    short_home: Home,
+) -> None:
+    """SO_PEERCRED names who called listen(); that process may have passed the socket
+    on and exited. Its pid is gone, but the socket is not free: say so, launch nothing."""
+    home = short_home
+    socket_dir = home.paths.socket_path.parent
+    socket_dir.mkdir(mode=0o700, exist_ok=True)
+    code = (
+        "import os, socket, sys, time\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "s.bind(sys.argv[1])\n"
+        "s.listen()\n"
+        "if os.fork() == 0:\n"
+        "    print(os.getpid(), flush=True)\n"
+        "    time.sleep(600)\n"
+        "    os._exit(0)\n"
+        "os._exit(0)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code, str(home.paths.socket_path)],
+        env=home.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    parent.wait(timeout=10)
+    try:
+        result = home.run("start", "--takeover")
+        assert result.returncode == 1 and result.stdout == "", result
+        [line] = result.stderr.strip().splitlines()
+        assert f"pid {parent.pid}" in line and "still listens" in line, line
+        assert home.keeper_pids() == [] and home.record() is None
+        assert not is_gone(child)
+    finally:
+        os.kill(child, signal.SIGKILL)
+        wait_for(lambda: is_gone(child), what="the child listener to go")
