@@ -84,7 +84,9 @@ def main() -> None:
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
         sys.exit(_fail(interrupted_message(argv), status=130))
     except OSError as error:
-        if error.errno not in _OUTPUT_ERRORS:
+        # A write to stdout fails with no file name; a file of ours would name it (and
+        # reaches here only through a bug, to be seen as the traceback it is).
+        if error.errno not in _OUTPUT_ERRORS or error.filename is not None:
             raise
         # Nothing more can reach stdout; keep the interpreter's exit from retrying.
         import os

@@ -89,9 +89,10 @@ LAUNCHER_VARIABLE = "codexd_launcher"
 
 def _missing(path: str, what: str) -> str:
     """A one-line error, not the interpreter's or sh's, for a part someone removed."""
+    # printf, not echo: dash's echo would read backslashes in the home's path.
     return (
-        f'[ -e "{path}" ] || {{ echo "codexd: {path} is missing ({what}): reinstall with'
-        ' install.sh (sh install.sh from a codexd checkout)" >&2; exit 1; }\n'
+        f'[ -e "{path}" ] || {{ printf \'codexd: %s is missing (%s): reinstall with install.sh'
+        f' (sh install.sh from a codexd checkout)\\n\' "{path}" {sh_quote(what)} >&2; exit 1; }}\n'
     )
 
 

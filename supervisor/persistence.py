@@ -84,6 +84,11 @@ def systemd_quote(value: str, *, in_command: bool) -> str:
 SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
 
 
+# vixie cron (Debian's among its heirs) cuts a crontab command at 1000 characters,
+# silently: the line's PATH stays well under that.
+BOOT_PATH_MAX_CHARS = 512
+
+
 def boot_time_path(user_path: str) -> str:
     """The PATH the boot-time bootstrap runs with: the persisting user's, so that the
     updater it starts finds npm, node and git where the user's shell found them (cron's
@@ -92,11 +97,17 @@ def boot_time_path(user_path: str) -> str:
     $HOME, where a relative one would mean something else. Only UTF-8 ones: a unit file
     and a crontab are text."""
     kept: list[str] = []
+    room = BOOT_PATH_MAX_CHARS - len(os.pathsep.join(SYSTEM_PATH))
     for directory in [*user_path.split(os.pathsep), *SYSTEM_PATH]:
         printable = not any(ord(c) < 0x20 or ord(c) == 0x7F for c in directory)
         text = not any("\udc80" <= c <= "\udcff" for c in directory)  # undecodable bytes
-        if directory.startswith("/") and printable and text and directory not in kept:
-            kept.append(directory)
+        if not (directory.startswith("/") and printable and text) or directory in kept:
+            continue
+        if directory not in SYSTEM_PATH:  # the system's always fit: room is kept for them
+            if len(directory) + 1 > room:
+                continue  # the user's first directories (nvm's, ~/.local/bin) come first
+            room -= len(directory) + 1
+        kept.append(directory)
     return os.pathsep.join(kept)
 
 

@@ -79,6 +79,12 @@ BOOT_PATH = "/home/me/.nvm/versions/node/v22/bin:/usr/local/bin:/usr/bin:/bin"
         ("/with\nnewline:/ok", "/ok:/usr/local/bin:/usr/bin:/bin"),
         # Not UTF-8 (a surrogate-escaped byte): no unit or crontab could be written.
         ("/opt/\udcff/bin:/ok", "/ok:/usr/local/bin:/usr/bin:/bin"),
+        # Kept short for cron's 1000-character commands: the first directories win.
+        (
+            ":".join(["/n/bin", *(f"/d{i:03}/" + "x" * 40 for i in range(30)), "/bin"]),
+            ":".join(["/n/bin", *(f"/d{i:03}/" + "x" * 40 for i in range(10)), "/bin"])
+            + ":/usr/local/bin:/usr/bin",
+        ),
     ],
 )
 def test_boot_time_path(user_path: str, expected: str) -> None:

@@ -190,7 +190,7 @@ def test_the_codexd_command_finds_a_release_built_for_another_place(tmp_path: Pa
 def test_a_front_missing_a_part_says_so_in_one_line(
     tmp_path: Path, remove: str, named: str
 ) -> None:
-    packages = tmp_path / "packages"
+    packages = tmp_path / "a\\nb" / "packages"  # a backslash: printed as it is
     main = packages / "codexd" / "0.1.0-aaaaaaaaaaaa" / "__main__.py"
     codex = packages / "codex" / "0.169.0-bbbbbbbbbbbb" / "bin" / "codex"
     for part in (main, codex):
@@ -209,6 +209,7 @@ def test_a_front_missing_a_part_says_so_in_one_line(
     assert ran.stdout == ""
     [line] = ran.stderr.splitlines()
     assert line.startswith("codexd: ") and named in line and "install.sh" in line, line
+    assert str(packages) in line  # the backslash kept, not read as an escape
 
 
 @pytest.mark.parametrize("path", ["../x", "a/../b", "/abs", "a b", "a$b", "", "a\nb"])
