@@ -166,7 +166,7 @@ INSTALL = InstallFacts(
         ({}, {"front": None, "marker": {}}, OK, ["not a release install.sh wrote"]),
         (
             {},
-            {"front": replace(PARTS, codex=None)},
+            {"front": PARTS.replace(codex=None)},
             OK,
             ["the reference app-server", "codexd 0.1.0"],
         ),
@@ -194,10 +194,10 @@ def test_the_managed_install_check_reports_versions_and_digests() -> None:
     ("text", "expected"),
     [
         (FRONT, PARTS),
-        (render_front(replace(RELEASE, codex=None)), replace(PARTS, codex=None)),
+        (render_front(replace(RELEASE, codex=None)), PARTS.replace(codex=None)),
         (
             render_front(replace(RELEASE, python="/opt/it's/python3")),
-            replace(PARTS, python="/opt/it's/python3"),
+            PARTS.replace(python="/opt/it's/python3"),
         ),
         ('#!/bin/sh\nexec "/usr/bin/codexd" "$@"\n', None),  # a shim of the tests
         ("# The managed binary, written by install.sh\n", None),  # cut short
