@@ -88,12 +88,19 @@ def test_a_crashed_app_server_comes_back_and_answers(home: Home, signum: signal.
     assert f"launched app-server pid {new}" in log
 
 
-def test_version_while_the_keeper_waits_to_restart_says_so(home: Home) -> None:
+def crashed_into_a_long_delay(home: Home) -> tuple[int, int]:
+    """A keeper waiting out a restart delay (capped at 30 s) after its app-server was
+    SIGKILLed: the keeper's pid and the crashed app-server's."""
     home.env.update(FAST, CODEXD_RESTART_DELAY_SECONDS="600")
     keeper = home.ok("start")["pid"]
     crashed = home.serving(keeper)
     os.kill(crashed, signal.SIGKILL)
     wait_for(lambda: (keeper_state(home) or {}).get("state") == "backoff", what="the backoff")
+    return keeper, crashed
+
+
+def test_version_while_the_keeper_waits_to_restart_says_so(home: Home) -> None:
+    keeper, _ = crashed_into_a_long_delay(home)
 
     answer = home.run("version")
 
@@ -118,11 +125,7 @@ def test_start_while_the_keeper_waits_to_restart_reports_started_with_the_keeper
 ) -> None:
     """Nothing answered when `start` was asked: to a client it started an app-server,
     whose keeper's pid it prints, as every `started` does."""
-    home.env.update(FAST, CODEXD_RESTART_DELAY_SECONDS="600")
-    keeper = home.ok("start")["pid"]
-    crashed = home.serving(keeper)
-    os.kill(crashed, signal.SIGKILL)
-    wait_for(lambda: (keeper_state(home) or {}).get("state") == "backoff", what="the backoff")
+    keeper, crashed = crashed_into_a_long_delay(home)
 
     started = home.ok("start")
 

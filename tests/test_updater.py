@@ -28,6 +28,7 @@ from tests.updating import (
     app_server_digest,
     codex_source,
     install,
+    installer_processes,
     last_pass,
     managed_digest,
     run_pass,
@@ -208,17 +209,6 @@ def fake_channel(tmp_path: Path, script: str) -> Path:
 def hanging_script(marker: str) -> str:
     """An installer that hangs in a child process whose command line shows `marker`."""
     return f"python3 -c 'import time; time.sleep(600)' {marker}\nexit 0\n"
-
-
-def installer_processes(marker: str) -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if marker in " ".join(process.cmdline()) and process.status() != psutil.STATUS_ZOMBIE:
-                found.append(process)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
 
 
 @pytest.fixture

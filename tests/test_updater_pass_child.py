@@ -18,6 +18,7 @@ from tests.conftest import Home, is_gone, wait_for
 from tests.updating import (
     PASS_TIMEOUT_SECONDS,
     QUIET_SCHEDULE,
+    installer_processes,
     last_pass,
     updater_log,
     updater_ready,
@@ -40,17 +41,6 @@ def fake_channel(tmp_path: Path, script: str) -> Path:
 def move_managed_binary(home: Home, tag: str) -> None:
     with home.paths.managed_binary.open("a") as shim:
         shim.write(f"# {tag}\n")
-
-
-def installer_processes(marker: str) -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if marker in " ".join(process.cmdline()) and process.status() != psutil.STATUS_ZOMBIE:
-                found.append(process)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
 
 
 def pass_child(updater: int) -> psutil.Process | None:

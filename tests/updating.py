@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from supervisor.digest import file_digest
@@ -143,3 +144,15 @@ def app_server_digest(home: Home) -> str:
     assert record is not None
     digest: str = record["executableDigest"]
     return digest
+
+
+def installer_processes(marker: str) -> list[psutil.Process]:
+    """Live processes whose command line shows `marker` (an installer a test made)."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if marker in " ".join(process.cmdline()) and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
