@@ -97,26 +97,19 @@ def main() -> None:
         sys.exit(_fail(f"cannot write the answer to stdout: {error.strerror}"))
 
 
-# The commands that may stop or start the app-server, in either grammar.
-_CHANGING_COMMANDS = frozenset(
-    {
-        "start",
-        "restart",
-        "stop",
-        "enable-remote-control",
-        "disable-remote-control",
-        "bootstrap",
-        "update",
-        "rollback",
-    }
-)
+# Besides the lifecycle table's (`version` aside), the commands with options that may
+# stop or start the app-server.
+_CHANGING_WITH_OPTIONS = ("bootstrap", "update", "rollback")
 
 
 def interrupted_message(argv: list[str]) -> str:
     """Ctrl-C may land between a restart's stop and its start: a command that changes
     the app-server says where it left it."""
+    from commands.common import LIFECYCLE_OPERATIONS  # on Ctrl-C only
+
     words = argv[2:] if argv[:2] == ["app-server", "daemon"] else argv
-    if not words or words[0] not in _CHANGING_COMMANDS:
+    changing = {*LIFECYCLE_OPERATIONS, *_CHANGING_WITH_OPTIONS} - {"version"}
+    if not words or words[0] not in changing:
         return "interrupted"
     try:
         answers = fast_answer("version") is not None
